@@ -1,0 +1,1 @@
+"""mlsys: a reference production ML platform on Dagster."""

@@ -1,0 +1,450 @@
+"""Ingest layer: landing files -> raw.transactions, raw.customers and raw.quarantine.
+
+A run stages every file of its partitions as text (reader.py), judges each row in SQL
+(validate_*.sql), and then replaces its partitions in one transaction: a file that cannot be read
+fails the run before anything is written, and a failed write rolls back to the previous state.
+"""
+
+
+import datetime as dt
+from pathlib import Path
+from string import Template
+
+import duckdb
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    BackfillPolicy,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from mlsys_assets.contract import FeedFormat
+from mlsys_assets.ingest.pii import pii_key, register_pii_hash
+from mlsys_assets.ingest.reader import REJECT_COLUMNS, STAGED_COLUMNS, LandingFileError, StagedFile, stage_file
+from mlsys_assets.metadata import ddl_column_schema, markdown_table, table_columns
+from mlsys_assets.partitions import daily_partitions
+from mlsys_assets.resources import WAREHOUSE_POOL, LandingZone, Warehouse
+
+SQL_DIR = Path(__file__).parent
+RAW_TABLES_DDL = (SQL_DIR / "raw_tables.sql").read_text()
+TRANSACTIONS_SCHEMA = ddl_column_schema(RAW_TABLES_DDL, "raw.transactions")
+CUSTOMERS_SCHEMA = ddl_column_schema(RAW_TABLES_DDL, "raw.customers")
+
+
+class TransactionsIngestConfig(Config):
+    max_amount: float = Field(
+        default=100_000.0, description="Largest plausible single transaction; above it a row is quarantined."
+    )
+    max_late_days: int = Field(
+        default=365, description="Oldest event date a delivery may carry, in days before its delivery day."
+    )
+
+
+def _sql_template(name: str, **values: object) -> str:
+    return Template((SQL_DIR / name).read_text()).substitute({k: str(v) for k, v in values.items()})
+
+
+def _date_sql(column: str, fmt: FeedFormat) -> str:
+    if fmt.date_formats:
+        formats = ", ".join("'" + f.replace("'", "''") + "'" for f in fmt.date_formats)
+        return f"try_strptime(trim({column}), [{formats}])"
+    return f"try_cast(trim({column}) AS TIMESTAMP)"
+
+
+def _date_formats_text(fmt: FeedFormat) -> str:
+    return " or ".join(fmt.date_formats).replace("'", "''") if fmt.date_formats else "an ISO date or timestamp"
+
+
+def _amount_text_sql(fmt: FeedFormat) -> str:
+    if fmt.decimal_separator == ",":
+        # "1.234,56": dots group thousands, the comma is the decimal point.
+        return "replace(replace(trim(s.amount), '.', ''), ',', '.')"
+    return "trim(s.amount)"
+
+
+def _create_staging(con: duckdb.DuckDBPyConnection, feed: str, fmt: FeedFormat) -> tuple[str, str]:
+    staged, rejects = f"_staged_{feed}", f"_rejects_{feed}"
+    typed = {"delivery_date": "DATE", "line": "BIGINT"}
+    columns = ", ".join(f"{c} {typed.get(c, 'VARCHAR')}" for c in STAGED_COLUMNS + fmt.contract_columns)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {staged} ({columns})")
+    reject_columns = ", ".join(f"{c} {typed.get(c, 'VARCHAR')}" for c in REJECT_COLUMNS)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {rejects} ({reject_columns})")
+    return staged, rejects
+
+
+def _stage_all(
+    con: duckdb.DuckDBPyConnection,
+    files: list[tuple[dt.date | None, Path]],
+    fmt: FeedFormat,
+    landing_root: Path,
+    feed: str,
+) -> list[StagedFile]:
+    """Stage every file, or fail naming every unreadable one (before anything is written)."""
+    staged_table, rejects_table = _create_staging(con, feed, fmt)
+    staged, problems = [], []
+    for day, path in files:
+        try:
+            staged.append(
+                stage_file(con, path, fmt, staged_table, rejects_table, day, str(path.relative_to(landing_root)))
+            )
+        except LandingFileError as exc:
+            problems.append(str(exc))
+        except duckdb.Error as exc:
+            problems.append(f"{path}: cannot be read ({str(exc).splitlines()[0]})")
+    if problems:
+        raise Failure(
+            description=f"{len(problems)} landing file(s) cannot be read; nothing was written:\n- "
+            + "\n- ".join(problems),
+            metadata={"unreadable_files": MetadataValue.json(problems)},
+        )
+    return staged
+
+
+def _write_quarantine(con: duckdb.DuckDBPyConnection, feed: str, checked_table: str, run_id: str) -> None:
+    con.execute(
+        f"""
+        INSERT INTO raw.quarantine
+        SELECT '{feed}', delivery_date, source_file, line, problem['column'], problem['reason'], problem['detail'],
+               original_text, now(), ?
+        FROM {checked_table} WHERE problem IS NOT NULL
+        UNION ALL
+        SELECT '{feed}', delivery_date, source_file, line, column_name, reason, detail, original_text, now(), ?
+        FROM _rejects_{feed}
+        """,
+        [run_id, run_id],
+    )
+
+
+def _in_transaction(con: duckdb.DuckDBPyConnection, statements) -> None:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        statements()
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _reconciliation(
+    con: duckdb.DuckDBPyConnection, staged: list[StagedFile], table: str, landing_root: Path
+) -> AssetCheckResult:
+    """Rows loaded + quarantined per file must equal the data lines read from it."""
+    stored = dict(
+        con.execute(
+            f"""
+            SELECT source_file, sum(n) FROM (
+                SELECT source_file, count(*) AS n FROM {table} GROUP BY ALL
+                UNION ALL
+                SELECT source_file, count(*) FROM raw.quarantine GROUP BY ALL
+            ) GROUP BY ALL
+            """
+        ).fetchall()
+    )
+    mismatches = {}
+    for item in staged:
+        name = str(item.path.relative_to(landing_root))
+        accounted = int(stored.get(name, 0))
+        if accounted != item.data_lines:
+            mismatches[name] = {"data_lines": item.data_lines, "loaded_plus_quarantined": accounted}
+    return AssetCheckResult(
+        check_name="reconciliation",
+        passed=not mismatches,
+        metadata={
+            "files_checked": len(staged),
+            "data_lines": sum(s.data_lines for s in staged),
+            "mismatches": MetadataValue.json(mismatches),
+        },
+    )
+
+
+def _schema_check(con: duckdb.DuckDBPyConnection, table: str, declared) -> AssetCheckResult:
+    expected = [(c.name, c.type.replace(" NOT NULL", "")) for c in declared.columns]
+    actual = table_columns(con, table)
+    return AssetCheckResult(
+        check_name="schema",
+        passed=actual == expected,
+        metadata={"expected": MetadataValue.json(expected), "actual": MetadataValue.json(actual)},
+    )
+
+
+@asset(
+    key=["raw", "transactions"],
+    group_name="ingest",
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb"},
+    description=(
+        "Every valid sale the shop delivered, one daily partition per landing file "
+        "(`landing/transactions/YYYY-MM-DD.csv|parquet`). Rows that break the data contract go to "
+        "`raw.quarantine` with file, line, column and reason; the rest of the file still loads. "
+        "Re-running a day replaces it; duplicate transaction ids load once."
+    ),
+    metadata={"dagster/column_schema": TRANSACTIONS_SCHEMA, "dagster/table_name": "raw.transactions"},
+    check_specs=[
+        AssetCheckSpec("schema", asset=["raw", "transactions"], blocking=True,
+                       description="The table has exactly the declared columns and types."),
+        AssetCheckSpec("keys", asset=["raw", "transactions"], blocking=True,
+                       description="transaction_id, customer_id and event_time are never NULL; transaction_id is unique."),
+        AssetCheckSpec("amount_rules", asset=["raw", "transactions"], blocking=True,
+                       description="Amounts are non-negative (refunds are netted upstream) and below the plausibility limit."),
+        AssetCheckSpec("reconciliation", asset=["raw", "transactions"], blocking=True,
+                       description="Rows loaded + rows quarantined = data lines in each file of the run."),
+        AssetCheckSpec("known_customers", asset=["raw", "transactions"],
+                       description="Warns when transactions name customers missing from raw.customers (they still load)."),
+    ],
+)
+def raw_transactions(
+    context: AssetExecutionContext, config: TransactionsIngestConfig, warehouse: Warehouse, landing: LandingZone
+) -> MaterializeResult:
+    window = context.partition_time_window
+    days = [window.start.date() + dt.timedelta(days=i) for i in range((window.end - window.start).days)]
+    try:
+        available = landing.transaction_files()
+        fmt = landing.formats()["transactions"]
+    except ValueError as exc:
+        raise Failure(description=str(exc)) from exc
+    files = [(day, available[day]) for day in days if day in available]
+    missing = [day for day in days if day not in available]
+    if not files:
+        raise Failure(
+            description=f"no landing file for {days[0]}{' … ' + str(days[-1]) if len(days) > 1 else ''} in "
+            f"{landing.layout.transactions_landing} (expected YYYY-MM-DD.csv or YYYY-MM-DD.parquet)"
+        )
+    landing_root = landing.layout.landing
+
+    with warehouse.connect() as con:
+        con.execute(RAW_TABLES_DDL)
+        staged = _stage_all(con, files, fmt, landing_root, "transactions")
+        con.execute("CREATE OR REPLACE TEMP TABLE _delivery_days (day DATE)")
+        con.executemany("INSERT INTO _delivery_days VALUES (?)", [[day] for day, _ in files])
+        con.execute(
+            _sql_template(
+                "validate_transactions.sql",
+                event_time=_date_sql("s.event_time", fmt),
+                amount_text=_amount_text_sql(fmt),
+                date_formats=_date_formats_text(fmt),
+                decimal_separator=fmt.decimal_separator,
+                max_amount=config.max_amount,
+                max_late_days=config.max_late_days,
+            )
+        )
+
+        def replace_partitions() -> None:
+            con.execute("DELETE FROM raw.transactions WHERE delivery_date IN (SELECT day FROM _delivery_days)")
+            con.execute(
+                "DELETE FROM raw.quarantine WHERE feed = 'transactions' "
+                "AND delivery_date IN (SELECT day FROM _delivery_days)"
+            )
+            con.execute(
+                """
+                INSERT INTO raw.transactions
+                SELECT txn_id, customer_key, event_ts, event_ts::DATE, round(amount_value, 2)::DECIMAL(18,2),
+                       quantity_value, delivery_date, source_file, line, now(), ?
+                FROM _checked_transactions WHERE problem IS NULL
+                ORDER BY delivery_date, line
+                """,
+                [context.run_id],
+            )
+            _write_quarantine(con, "transactions", "_checked_transactions", context.run_id)
+
+        _in_transaction(con, replace_partitions)
+
+        in_run = "delivery_date IN (SELECT day FROM _delivery_days)"
+        loaded, customers = con.execute(
+            f"SELECT count(*), count(DISTINCT customer_id) FROM raw.transactions WHERE {in_run}"
+        ).fetchone()
+        quarantined = con.execute(
+            f"SELECT count(*) FROM raw.quarantine WHERE feed = 'transactions' AND {in_run}"
+        ).fetchone()[0]
+        null_keys, duplicate_ids = con.execute(
+            f"""
+            SELECT (SELECT count(*) FROM raw.transactions WHERE {in_run}
+                      AND (transaction_id IS NULL OR customer_id IS NULL OR event_time IS NULL)),
+                   (SELECT count(*) FROM (SELECT transaction_id FROM raw.transactions GROUP BY ALL HAVING count(*) > 1))
+            """
+        ).fetchone()
+        bad_amounts = con.execute(
+            f"SELECT count(*) FROM raw.transactions WHERE {in_run} AND (amount < 0 OR amount > ?)",
+            [config.max_amount],
+        ).fetchone()[0]
+        customer_rows = con.execute("SELECT count(*) FROM raw.customers").fetchone()[0]
+        unknown_customers = 0
+        if customer_rows:
+            unknown_customers = con.execute(
+                f"""SELECT count(DISTINCT customer_id) FROM raw.transactions
+                    WHERE {in_run} AND customer_id NOT IN (SELECT customer_id FROM raw.customers)"""
+            ).fetchone()[0]
+        check_results = [
+            _schema_check(con, "raw.transactions", TRANSACTIONS_SCHEMA),
+            AssetCheckResult(check_name="keys", passed=null_keys == 0 and duplicate_ids == 0,
+                             metadata={"null_keys": null_keys, "duplicate_transaction_ids": duplicate_ids}),
+            AssetCheckResult(check_name="amount_rules", passed=bad_amounts == 0,
+                             metadata={"rows_out_of_range": bad_amounts, "max_amount": config.max_amount}),
+            _reconciliation(con, staged, "raw.transactions", landing_root),
+            AssetCheckResult(
+                check_name="known_customers",
+                passed=unknown_customers == 0,
+                severity=AssetCheckSeverity.WARN,
+                metadata={
+                    "unknown_customers": unknown_customers,
+                    "note": "no customers export loaded" if not customer_rows else "checked against raw.customers",
+                },
+            ),
+        ]
+        metadata = {
+            "dagster/row_count": loaded,
+            "rows_quarantined": quarantined,
+            "customers": customers,
+            "files": len(files),
+            "partitions": f"{files[0][0]} … {files[-1][0]} ({len(files)} days with a file)",
+            "days_without_file": MetadataValue.json([str(d) for d in missing]),
+            "quarantine_by_reason": markdown_table(
+                con,
+                f"""SELECT reason, column_name AS "column", count(*) AS rows FROM raw.quarantine
+                    WHERE feed = 'transactions' AND {in_run} GROUP BY ALL ORDER BY rows DESC""",
+            ),
+            "quarantine_sample": markdown_table(
+                con,
+                f"""SELECT source_file, line, column_name AS "column", reason, detail FROM raw.quarantine
+                    WHERE feed = 'transactions' AND {in_run} ORDER BY source_file, line LIMIT 10""",
+            ),
+            "preview": markdown_table(
+                con,
+                f"""SELECT transaction_id, customer_id, event_time, amount, quantity, delivery_date
+                    FROM raw.transactions WHERE {in_run} ORDER BY delivery_date, source_line LIMIT 5""",
+            ),
+            "ignored_columns": MetadataValue.json(sorted({c for s in staged for c in s.ignored_columns})),
+            "files_without_exact_line_numbers": MetadataValue.json(
+                [str(s.path.name) for s in staged if not s.lines_exact]
+            ),
+            "table_rows_total": con.execute("SELECT count(*) FROM raw.transactions").fetchone()[0],
+        }
+    return MaterializeResult(metadata=metadata, check_results=check_results)
+
+
+@asset(
+    key=["raw", "customers"],
+    group_name="ingest",
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb"},
+    description=(
+        "The shop's customers from `landing/customers/*.csv|parquet` (optional: without it the first "
+        "purchase stands in for signup). E-mail and name are replaced by keyed hashes (HMAC-SHA256, key "
+        "from MLSYS_PII_KEY) and never stored in clear. A later file's row wins for the same customer."
+    ),
+    metadata={"dagster/column_schema": CUSTOMERS_SCHEMA, "dagster/table_name": "raw.customers"},
+    check_specs=[
+        AssetCheckSpec("schema", asset=["raw", "customers"], blocking=True,
+                       description="The table has exactly the declared columns and types."),
+        AssetCheckSpec("keys", asset=["raw", "customers"], blocking=True,
+                       description="customer_id is never NULL and unique."),
+        AssetCheckSpec("no_personal_data", asset=["raw", "customers"], blocking=True,
+                       description="No column of raw.customers or the customer quarantine holds an e-mail address."),
+        AssetCheckSpec("reconciliation", asset=["raw", "customers"], blocking=True,
+                       description="Rows loaded + superseded + quarantined = data lines in the customer files."),
+    ],
+)
+def raw_customers(context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone) -> MaterializeResult:
+    paths = landing.customer_files()
+    fmt = landing.formats()["customers"]
+    landing_root = landing.layout.landing
+    with warehouse.connect() as con:
+        con.execute(RAW_TABLES_DDL)
+        if not paths:
+            context.log.info("no customer export in %s: transactions alone drive the pipeline", landing.layout.customers_landing)
+            rows = con.execute("SELECT count(*) FROM raw.customers").fetchone()[0]
+            return MaterializeResult(
+                metadata={"dagster/row_count": rows, "files": 0,
+                          "note": "no customer export: the first purchase stands in for signup; country and channel are unknown"},
+                check_results=[
+                    _schema_check(con, "raw.customers", CUSTOMERS_SCHEMA),
+                    AssetCheckResult(check_name="keys", passed=True),
+                    AssetCheckResult(check_name="no_personal_data", passed=True),
+                    AssetCheckResult(check_name="reconciliation", passed=True, metadata={"files_checked": 0}),
+                ],
+            )
+        register_pii_hash(con, pii_key(landing.layout.secrets, context.log))
+        staged = _stage_all(con, [(None, p) for p in paths], fmt, landing_root, "customers")
+        con.execute(
+            _sql_template(
+                "validate_customers.sql",
+                signup_date=f"{_date_sql('s.signup_date', fmt)}::DATE",
+                date_formats=_date_formats_text(fmt),
+            )
+        )
+
+        def replace_customers() -> None:
+            con.execute("DELETE FROM raw.customers")
+            con.execute("DELETE FROM raw.quarantine WHERE feed = 'customers'")
+            con.execute(
+                """
+                INSERT INTO raw.customers
+                SELECT customer_key, signup_value, nullif(trim(country), ''), nullif(trim(acquisition_channel), ''),
+                       email_hash, name_hash, source_file, line, now(), ?
+                FROM _checked_customers WHERE problem IS NULL
+                QUALIFY row_number() OVER (PARTITION BY customer_key ORDER BY source_file DESC, line DESC) = 1
+                """,
+                [context.run_id],
+            )
+            _write_quarantine(con, "customers", "_checked_customers", context.run_id)
+
+        _in_transaction(con, replace_customers)
+
+        loaded = con.execute("SELECT count(*) FROM raw.customers").fetchone()[0]
+        valid_rows = con.execute("SELECT count(*) FROM _checked_customers WHERE problem IS NULL").fetchone()[0]
+        quarantined = con.execute("SELECT count(*) FROM raw.quarantine WHERE feed = 'customers'").fetchone()[0]
+        null_or_duplicate = con.execute(
+            "SELECT count(*) - count(DISTINCT customer_id) + count(*) FILTER (WHERE customer_id IS NULL) FROM raw.customers"
+        ).fetchone()[0]
+        email_like = con.execute(
+            """SELECT count(*) FROM (SELECT * FROM raw.customers) c
+               WHERE regexp_matches(concat_ws('|', COLUMNS(*)), '[^\\s|,;]+@[^\\s|,;]+\\.[a-z]{2,}')"""
+        ).fetchone()[0] + con.execute(
+            """SELECT count(*) FROM raw.quarantine WHERE feed = 'customers'
+               AND regexp_matches(coalesce(original_text, ''), '[^\\s|,;]+@[^\\s|,;]+\\.[a-z]{2,}')"""
+        ).fetchone()[0]
+        data_lines = sum(s.data_lines for s in staged)
+        superseded = valid_rows - loaded
+        check_results = [
+            _schema_check(con, "raw.customers", CUSTOMERS_SCHEMA),
+            AssetCheckResult(check_name="keys", passed=null_or_duplicate == 0,
+                             metadata={"null_or_duplicate_ids": null_or_duplicate}),
+            AssetCheckResult(check_name="no_personal_data", passed=email_like == 0,
+                             metadata={"rows_with_an_email_address": email_like}),
+            AssetCheckResult(
+                check_name="reconciliation",
+                passed=loaded + superseded + quarantined == data_lines,
+                metadata={"data_lines": data_lines, "loaded": loaded, "superseded_by_a_later_row": superseded,
+                          "quarantined": quarantined},
+            ),
+        ]
+        metadata = {
+            "dagster/row_count": loaded,
+            "rows_quarantined": quarantined,
+            "rows_superseded": superseded,
+            "files": MetadataValue.json([str(p.relative_to(landing_root)) for p in paths]),
+            "quarantine_by_reason": markdown_table(
+                con,
+                """SELECT reason, column_name AS "column", count(*) AS rows FROM raw.quarantine
+                   WHERE feed = 'customers' GROUP BY ALL ORDER BY rows DESC""",
+            ),
+            "by_channel": markdown_table(
+                con,
+                """SELECT coalesce(acquisition_channel, '(unknown)') AS acquisition_channel, count(*) AS customers
+                   FROM raw.customers GROUP BY ALL ORDER BY customers DESC""",
+            ),
+            "preview": markdown_table(
+                con,
+                """SELECT customer_id, signup_date, country, acquisition_channel, left(email_hash, 12) || '…' AS email_hash
+                   FROM raw.customers ORDER BY customer_id LIMIT 5""",
+            ),
+        }
+    return MaterializeResult(metadata=metadata, check_results=check_results)

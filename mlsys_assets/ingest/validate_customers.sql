@@ -1,0 +1,24 @@
+-- Type and judge every staged customer line; see validate_transactions.sql for the conventions.
+-- Personal fields are hashed here (pii_hash is a Python UDF keyed by MLSYS_PII_KEY) and never stored in clear.
+CREATE OR REPLACE TEMP TABLE _checked_customers AS
+WITH typed AS (
+    SELECT
+        s.*,
+        nullif(trim(s.customer_id), '') AS customer_key,
+        $signup_date AS signup_value
+    FROM _staged_customers s
+)
+SELECT
+    typed.* EXCLUDE (email, name),
+    pii_hash(lower(trim(email))) AS email_hash,
+    pii_hash(lower(trim(name))) AS name_hash,
+    CASE
+        WHEN customer_key IS NULL THEN
+            {'column': 'customer_id', 'reason': 'missing_value', 'detail': 'customer_id is empty'}
+        WHEN nullif(trim(signup_date), '') IS NOT NULL AND signup_value IS NULL THEN
+            {'column': 'signup_date', 'reason': 'invalid_date',
+             'detail': 'cannot parse ''' || signup_date || ''' as $date_formats'}
+        WHEN signup_value > current_date THEN
+            {'column': 'signup_date', 'reason': 'future_event', 'detail': 'signup date ' || signup_value || ' is in the future'}
+    END AS problem
+FROM typed;

@@ -1,0 +1,71 @@
+-- Type and judge every staged transaction line. A row gets a `problem` (column, reason, detail) or
+-- NULL; the first rule that fails wins, so each bad line is quarantined once with its main defect.
+-- $event_time: expression parsing the event_time text; $amount_text: the amount text with '.' decimals.
+CREATE OR REPLACE TEMP TABLE _checked_transactions AS
+WITH typed AS (
+    SELECT
+        s.*,
+        nullif(trim(s.customer_id), '') AS customer_key,
+        $event_time AS event_ts,
+        try_cast($amount_text AS DOUBLE) AS amount_value,
+        try_cast(trim(s.quantity) AS INTEGER) AS quantity_value,
+        coalesce(nullif(trim(s.transaction_id), ''),
+                 'L' || strftime(s.delivery_date, '%Y%m%d') || '-' || s.line) AS txn_id
+    FROM _staged_transactions s
+),
+ranked AS (
+    SELECT
+        typed.*,
+        row_number() OVER same_id AS occurrence,
+        first_value(typed.source_file || ' line ' || coalesce(typed.line::VARCHAR, '?')) OVER same_id AS first_seen
+    FROM typed
+    WINDOW same_id AS (PARTITION BY txn_id ORDER BY delivery_date, line)
+),
+-- Transactions already stored from deliveries this run does not replace.
+stored AS (
+    SELECT transaction_id, any_value(source_file || ' line ' || coalesce(source_line::VARCHAR, '?')) AS stored_at
+    FROM raw.transactions
+    WHERE delivery_date NOT IN (SELECT day FROM _delivery_days)
+      AND transaction_id IN (SELECT txn_id FROM typed)
+    GROUP BY transaction_id
+)
+SELECT
+    ranked.*,
+    CASE
+        WHEN customer_key IS NULL THEN
+            {'column': 'customer_id', 'reason': 'missing_value', 'detail': 'customer_id is empty'}
+        WHEN nullif(trim(event_time), '') IS NULL THEN
+            {'column': 'event_time', 'reason': 'missing_value', 'detail': 'event_time is empty'}
+        WHEN event_ts IS NULL THEN
+            {'column': 'event_time', 'reason': 'invalid_date',
+             'detail': 'cannot parse ''' || event_time || ''' as $date_formats'}
+        WHEN nullif(trim(amount), '') IS NULL THEN
+            {'column': 'amount', 'reason': 'missing_value', 'detail': 'amount is empty'}
+        WHEN amount_value IS NULL OR isnan(amount_value) OR isinf(amount_value) THEN
+            {'column': 'amount', 'reason': 'invalid_number',
+             'detail': '''' || amount || ''' is not a number (decimal separator ''$decimal_separator'')'}
+        WHEN nullif(trim(quantity), '') IS NOT NULL AND quantity_value IS NULL THEN
+            {'column': 'quantity', 'reason': 'invalid_number', 'detail': '''' || quantity || ''' is not a whole number'}
+        WHEN quantity_value < 1 THEN
+            {'column': 'quantity', 'reason': 'out_of_range', 'detail': 'quantity ' || quantity_value || ' is below 1'}
+        WHEN amount_value < 0 THEN
+            {'column': 'amount', 'reason': 'negative_amount',
+             'detail': 'amount ' || amount_value || ' is negative; this feed takes sales only, refunds are netted upstream'}
+        WHEN amount_value > $max_amount THEN
+            {'column': 'amount', 'reason': 'amount_too_large',
+             'detail': 'amount ' || amount_value || ' is above the limit of $max_amount'}
+        WHEN event_ts::DATE > delivery_date THEN
+            {'column': 'event_time', 'reason': 'future_event',
+             'detail': 'event date ' || event_ts::DATE || ' is after the delivery day ' || delivery_date}
+        WHEN event_ts::DATE < delivery_date - INTERVAL $max_late_days DAY THEN
+            {'column': 'event_time', 'reason': 'too_late',
+             'detail': 'event date ' || event_ts::DATE || ' is more than $max_late_days days before the delivery day'}
+        WHEN occurrence > 1 THEN
+            {'column': 'transaction_id', 'reason': 'duplicate_id',
+             'detail': 'transaction_id ' || txn_id || ' already appears at ' || first_seen}
+        WHEN stored.stored_at IS NOT NULL THEN
+            {'column': 'transaction_id', 'reason': 'duplicate_id',
+             'detail': 'transaction_id ' || txn_id || ' was already loaded from ' || stored.stored_at}
+    END AS problem
+FROM ranked
+LEFT JOIN stored ON stored.transaction_id = ranked.txn_id;

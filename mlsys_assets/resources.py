@@ -1,0 +1,102 @@
+"""Resources shared by every layer: the DuckDB warehouse and the landing zone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from mlsys_assets.contract import FeedFormat, load_mapping
+from mlsys_assets.settings import DataLayout
+
+WAREHOUSE_POOL = "warehouse"
+SCHEMAS = ("raw", "features", "ml", "predictions", "monitoring")
+LANDING_SUFFIXES = (".csv", ".parquet")
+_DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
+
+
+class WarehouseLockedError(RuntimeError):
+    pass
+
+
+class Warehouse(ConfigurableResource):
+    """The DuckDB warehouse file. Connections are short-lived: open, work, close.
+
+    DuckDB lets one process write a file at a time, so every writer runs in the `warehouse` pool
+    (limit 1 in dagster.yaml); a connection that still finds the file locked (a user's SQL shell,
+    say) retries for `lock_timeout_seconds` and then fails with the holder named.
+    """
+
+    path: str = Field(description="Path of the DuckDB file (created on first write).")
+    lock_timeout_seconds: float = Field(default=60.0, description="How long to wait for another process's lock.")
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        path = Path(self.path)
+        if read_only and not path.exists():
+            raise FileNotFoundError(f"the warehouse {path} does not exist yet: ingest some data first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise WarehouseLockedError(
+                        f"cannot open {path}: {exc}. Another process holds the warehouse; "
+                        "close it (or wait for its run to finish) and retry."
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            if not read_only:
+                for schema in SCHEMAS:
+                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            yield con
+        finally:
+            con.close()
+
+
+class LandingZone(ConfigurableResource):
+    """The landing zone under the data directory, where a business drops its exports."""
+
+    data_dir: str = Field(description="The data directory (MLSYS_DATA_DIR); landing files live in its landing/ folder.")
+
+    @property
+    def layout(self) -> DataLayout:
+        return DataLayout(Path(self.data_dir))
+
+    def formats(self) -> dict[str, FeedFormat]:
+        return load_mapping(self.layout.mapping_file)
+
+    def transaction_files(self) -> dict[dt.date, Path]:
+        """Delivery day -> file, for every `YYYY-MM-DD.csv|parquet` in the transactions folder."""
+        files: dict[dt.date, Path] = {}
+        folder = self.layout.transactions_landing
+        if not folder.exists():
+            return files
+        for path in sorted(folder.iterdir()):
+            match = _DAY_FILE.match(path.name)
+            if not match:
+                continue
+            day = dt.date.fromisoformat(match.group(1))
+            if day in files:
+                raise ValueError(f"two landing files for {day}: {files[day].name} and {path.name}; keep one")
+            files[day] = path
+        return files
+
+    def customer_files(self) -> list[Path]:
+        """Customer exports in name order; a later file's row wins for the same customer."""
+        folder = self.layout.customers_landing
+        if not folder.exists():
+            return []
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in LANDING_SUFFIXES and p.is_file())
