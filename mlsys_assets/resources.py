@@ -100,3 +100,9 @@ class LandingZone(ConfigurableResource):
         if not folder.exists():
             return []
         return sorted(p for p in folder.iterdir() if p.suffix.lower() in LANDING_SUFFIXES and p.is_file())
+
+
+class ForecastSettings(ConfigurableResource):
+    """What the platform forecasts; shared by features, training, scoring and monitoring so they agree."""
+
+    horizon_days: int = Field(default=90, description="H: forecasts and labels cover the H days after the as-of day.")

@@ -11,6 +11,7 @@ from pathlib import Path
 from string import Template
 
 import duckdb
+import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -26,8 +27,17 @@ from dagster import (
 from pydantic import Field
 
 from mlsys_assets.contract import FeedFormat
-from mlsys_assets.ingest.pii import pii_key, register_pii_hash
-from mlsys_assets.ingest.reader import REJECT_COLUMNS, STAGED_COLUMNS, LandingFileError, StagedFile, stage_file
+from mlsys_assets.ingest.pii import mask_emails, mask_personal_text, pii_key, register_pii_hash
+from mlsys_assets.ingest.reader import (
+    LandingFile,
+    LandingFilesError,
+    StagedFile,
+    amount_text_sql,
+    create_staging_tables,
+    date_formats_text,
+    date_sql,
+    stage_files,
+)
 from mlsys_assets.metadata import ddl_column_schema, markdown_table, table_columns
 from mlsys_assets.partitions import daily_partitions
 from mlsys_assets.resources import WAREHOUSE_POOL, LandingZone, Warehouse
@@ -51,68 +61,29 @@ def _sql_template(name: str, **values: object) -> str:
     return Template((SQL_DIR / name).read_text()).substitute({k: str(v) for k, v in values.items()})
 
 
-def _date_sql(column: str, fmt: FeedFormat) -> str:
-    if fmt.date_formats:
-        formats = ", ".join("'" + f.replace("'", "''") + "'" for f in fmt.date_formats)
-        return f"try_strptime(trim({column}), [{formats}])"
-    return f"try_cast(trim({column}) AS TIMESTAMP)"
-
-
-def _date_formats_text(fmt: FeedFormat) -> str:
-    return " or ".join(fmt.date_formats).replace("'", "''") if fmt.date_formats else "an ISO date or timestamp"
-
-
-def _amount_text_sql(fmt: FeedFormat) -> str:
-    if fmt.decimal_separator == ",":
-        # "1.234,56": dots group thousands, the comma is the decimal point.
-        return "replace(replace(trim(s.amount), '.', ''), ',', '.')"
-    return "trim(s.amount)"
-
-
-def _create_staging(con: duckdb.DuckDBPyConnection, feed: str, fmt: FeedFormat) -> tuple[str, str]:
-    staged, rejects = f"_staged_{feed}", f"_rejects_{feed}"
-    typed = {"delivery_date": "DATE", "line": "BIGINT"}
-    columns = ", ".join(f"{c} {typed.get(c, 'VARCHAR')}" for c in STAGED_COLUMNS + fmt.contract_columns)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {staged} ({columns})")
-    reject_columns = ", ".join(f"{c} {typed.get(c, 'VARCHAR')}" for c in REJECT_COLUMNS)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {rejects} ({reject_columns})")
-    return staged, rejects
-
-
 def _stage_all(
-    con: duckdb.DuckDBPyConnection,
-    files: list[tuple[dt.date | None, Path]],
-    fmt: FeedFormat,
-    landing_root: Path,
-    feed: str,
+    con: duckdb.DuckDBPyConnection, files: list[LandingFile], fmt: FeedFormat, feed: str
 ) -> list[StagedFile]:
     """Stage every file, or fail naming every unreadable one (before anything is written)."""
-    staged_table, rejects_table = _create_staging(con, feed, fmt)
-    staged, problems = [], []
-    for day, path in files:
-        try:
-            staged.append(
-                stage_file(con, path, fmt, staged_table, rejects_table, day, str(path.relative_to(landing_root)))
-            )
-        except LandingFileError as exc:
-            problems.append(str(exc))
-        except duckdb.Error as exc:
-            problems.append(f"{path}: cannot be read ({str(exc).splitlines()[0]})")
-    if problems:
+    staged_table, rejects_table = f"_staged_{feed}", f"_rejects_{feed}"
+    create_staging_tables(con, staged_table, rejects_table, fmt)
+    try:
+        return stage_files(con, files, fmt, staged_table, rejects_table)
+    except LandingFilesError as exc:
         raise Failure(
-            description=f"{len(problems)} landing file(s) cannot be read; nothing was written:\n- "
-            + "\n- ".join(problems),
-            metadata={"unreadable_files": MetadataValue.json(problems)},
-        )
-    return staged
+            description=f"{exc}\nNothing was written; earlier partitions are unchanged.",
+            metadata={"unreadable_files": MetadataValue.json([str(e) for e in exc.errors])},
+        ) from exc
 
 
-def _write_quarantine(con: duckdb.DuckDBPyConnection, feed: str, checked_table: str, run_id: str) -> None:
+def _quarantine_rows(con: duckdb.DuckDBPyConnection, feed: str, checked_table: str, run_id: str) -> None:
+    """`_quarantine_rows`: this run's rejected lines and failed rows, shaped like raw.quarantine."""
     con.execute(
         f"""
-        INSERT INTO raw.quarantine
-        SELECT '{feed}', delivery_date, source_file, line, problem['column'], problem['reason'], problem['detail'],
-               original_text, now(), ?
+        CREATE OR REPLACE TEMP TABLE _quarantine_rows AS
+        SELECT '{feed}' AS feed, delivery_date, source_file, line, problem['column'] AS column_name,
+               problem['reason'] AS reason, problem['detail'] AS detail, original_text,
+               now() AS quarantined_at, ?::VARCHAR AS run_id
         FROM {checked_table} WHERE problem IS NOT NULL
         UNION ALL
         SELECT '{feed}', delivery_date, source_file, line, column_name, reason, detail, original_text, now(), ?
@@ -120,6 +91,17 @@ def _write_quarantine(con: duckdb.DuckDBPyConnection, feed: str, checked_table: 
         """,
         [run_id, run_id],
     )
+
+
+def _mask_personal_fields(rows: pd.DataFrame, staged: list[StagedFile], fmt: FeedFormat) -> pd.DataFrame:
+    """Quarantined customer lines keep their text, with personal fields and e-mail-like text masked."""
+    positions = {s.file.source_name: s.personal_positions for s in staged}
+    rows["original_text"] = [
+        mask_personal_text(text, fmt.delimiter, positions.get(name, ()))
+        for text, name in zip(rows["original_text"], rows["source_file"])
+    ]
+    rows["detail"] = [mask_emails(detail) for detail in rows["detail"]]
+    return rows
 
 
 def _in_transaction(con: duckdb.DuckDBPyConnection, statements) -> None:
@@ -132,9 +114,7 @@ def _in_transaction(con: duckdb.DuckDBPyConnection, statements) -> None:
         raise
 
 
-def _reconciliation(
-    con: duckdb.DuckDBPyConnection, staged: list[StagedFile], table: str, landing_root: Path
-) -> AssetCheckResult:
+def _reconciliation(con: duckdb.DuckDBPyConnection, staged: list[StagedFile], table: str) -> AssetCheckResult:
     """Rows loaded + quarantined per file must equal the data lines read from it."""
     stored = dict(
         con.execute(
@@ -143,13 +123,15 @@ def _reconciliation(
                 SELECT source_file, count(*) AS n FROM {table} GROUP BY ALL
                 UNION ALL
                 SELECT source_file, count(*) FROM raw.quarantine GROUP BY ALL
-            ) GROUP BY ALL
+            )
+            WHERE source_file IN (SELECT source_name FROM _files)
+            GROUP BY ALL
             """
         ).fetchall()
     )
     mismatches = {}
     for item in staged:
-        name = str(item.path.relative_to(landing_root))
+        name = item.file.source_name
         accounted = int(stored.get(name, 0))
         if accounted != item.data_lines:
             mismatches[name] = {"data_lines": item.data_lines, "loaded_plus_quarantined": accounted}
@@ -222,15 +204,17 @@ def raw_transactions(
 
     with warehouse.connect() as con:
         con.execute(RAW_TABLES_DDL)
-        staged = _stage_all(con, files, fmt, landing_root, "transactions")
+        staged = _stage_all(
+            con, [LandingFile(path, str(path.relative_to(landing_root)), day) for day, path in files], fmt, "transactions"
+        )
         con.execute("CREATE OR REPLACE TEMP TABLE _delivery_days (day DATE)")
         con.executemany("INSERT INTO _delivery_days VALUES (?)", [[day] for day, _ in files])
         con.execute(
             _sql_template(
                 "validate_transactions.sql",
-                event_time=_date_sql("s.event_time", fmt),
-                amount_text=_amount_text_sql(fmt),
-                date_formats=_date_formats_text(fmt),
+                event_time=date_sql("s.event_time", fmt),
+                amount_text=amount_text_sql(fmt),
+                date_formats=date_formats_text(fmt),
                 decimal_separator=fmt.decimal_separator,
                 max_amount=config.max_amount,
                 max_late_days=config.max_late_days,
@@ -253,8 +237,9 @@ def raw_transactions(
                 """,
                 [context.run_id],
             )
-            _write_quarantine(con, "transactions", "_checked_transactions", context.run_id)
+            con.execute("INSERT INTO raw.quarantine SELECT * FROM _quarantine_rows")
 
+        _quarantine_rows(con, "transactions", "_checked_transactions", context.run_id)
         _in_transaction(con, replace_partitions)
 
         in_run = "delivery_date IN (SELECT day FROM _delivery_days)"
@@ -288,7 +273,7 @@ def raw_transactions(
                              metadata={"null_keys": null_keys, "duplicate_transaction_ids": duplicate_ids}),
             AssetCheckResult(check_name="amount_rules", passed=bad_amounts == 0,
                              metadata={"rows_out_of_range": bad_amounts, "max_amount": config.max_amount}),
-            _reconciliation(con, staged, "raw.transactions", landing_root),
+            _reconciliation(con, staged, "raw.transactions"),
             AssetCheckResult(
                 check_name="known_customers",
                 passed=unknown_customers == 0,
@@ -323,7 +308,7 @@ def raw_transactions(
             ),
             "ignored_columns": MetadataValue.json(sorted({c for s in staged for c in s.ignored_columns})),
             "files_without_exact_line_numbers": MetadataValue.json(
-                [str(s.path.name) for s in staged if not s.lines_exact]
+                [s.file.source_name for s in staged if not s.lines_exact]
             ),
             "table_rows_total": con.execute("SELECT count(*) FROM raw.transactions").fetchone()[0],
         }
@@ -372,14 +357,17 @@ def raw_customers(context: AssetExecutionContext, warehouse: Warehouse, landing:
                 ],
             )
         register_pii_hash(con, pii_key(landing.layout.secrets, context.log))
-        staged = _stage_all(con, [(None, p) for p in paths], fmt, landing_root, "customers")
+        staged = _stage_all(con, [LandingFile(p, str(p.relative_to(landing_root))) for p in paths], fmt, "customers")
         con.execute(
             _sql_template(
                 "validate_customers.sql",
-                signup_date=f"{_date_sql('s.signup_date', fmt)}::DATE",
-                date_formats=_date_formats_text(fmt),
+                signup_date=f"{date_sql('s.signup_date', fmt)}::DATE",
+                date_formats=date_formats_text(fmt),
             )
         )
+
+        _quarantine_rows(con, "customers", "_checked_customers", context.run_id)
+        masked_quarantine = _mask_personal_fields(con.execute("SELECT * FROM _quarantine_rows").df(), staged, fmt)
 
         def replace_customers() -> None:
             con.execute("DELETE FROM raw.customers")
@@ -394,7 +382,9 @@ def raw_customers(context: AssetExecutionContext, warehouse: Warehouse, landing:
                 """,
                 [context.run_id],
             )
-            _write_quarantine(con, "customers", "_checked_customers", context.run_id)
+            con.register("_masked_quarantine", masked_quarantine)
+            con.execute("INSERT INTO raw.quarantine SELECT * FROM _masked_quarantine")
+            con.unregister("_masked_quarantine")
 
         _in_transaction(con, replace_customers)
 
@@ -409,7 +399,7 @@ def raw_customers(context: AssetExecutionContext, warehouse: Warehouse, landing:
                WHERE regexp_matches(concat_ws('|', COLUMNS(*)), '[^\\s|,;]+@[^\\s|,;]+\\.[a-z]{2,}')"""
         ).fetchone()[0] + con.execute(
             """SELECT count(*) FROM raw.quarantine WHERE feed = 'customers'
-               AND regexp_matches(coalesce(original_text, ''), '[^\\s|,;]+@[^\\s|,;]+\\.[a-z]{2,}')"""
+               AND regexp_matches(concat_ws('|', original_text, detail), '[^\\s|,;]+@[^\\s|,;]+\\.[a-z]{2,}')"""
         ).fetchone()[0]
         data_lines = sum(s.data_lines for s in staged)
         superseded = valid_rows - loaded

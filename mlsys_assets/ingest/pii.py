@@ -3,10 +3,13 @@ without the warehouse ever holding the clear value (and without a rainbow table 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
+import io
 import logging
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -14,6 +17,8 @@ import duckdb
 import pyarrow as pa
 
 PII_KEY_ENV = "MLSYS_PII_KEY"
+EMAIL_PATTERN = re.compile(r"[^\s,;|\"']+@[^\s,;|\"']+")
+MASK = "***"
 
 
 def pii_key(secrets_dir: Path, log: logging.Logger | None = None) -> bytes:
@@ -45,3 +50,28 @@ def register_pii_hash(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
         return pa.array(hashed, type=pa.string())
 
     con.create_function("pii_hash", pii_hash, ["VARCHAR"], "VARCHAR", type="arrow", side_effects=False)
+
+
+def mask_personal_text(text: str | None, delimiter: str, positions: tuple[int, ...]) -> str | None:
+    """A delivered line with its personal fields (and anything e-mail-like) replaced by ***.
+
+    The line is split the way the file was (CSV quoting, or runs of blanks), so a quoted name with a
+    comma is masked whole; a line too broken to split still loses every e-mail-like token.
+    """
+    if text is None:
+        return None
+    if delimiter == "whitespace":
+        fields = text.split()
+        masked = " ".join(MASK if i in positions else value for i, value in enumerate(fields))
+    else:
+        fields = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+        out = io.StringIO()
+        csv.writer(out, delimiter=delimiter, lineterminator="").writerow(
+            [MASK if i in positions else value for i, value in enumerate(fields)]
+        )
+        masked = out.getvalue()
+    return mask_emails(masked)
+
+
+def mask_emails(text: str | None) -> str | None:
+    return None if text is None else EMAIL_PATTERN.sub(MASK, text)

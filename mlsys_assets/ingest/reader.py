@@ -1,14 +1,16 @@
 """Read landing files into DuckDB staging tables, keeping every row's line number and original text.
 
-Nothing here judges the values: a file is staged as text, one row per data line, so that validation
+Nothing here judges the values: files are staged as text, one row per data line, so that validation
 (in SQL, next to the assets) can quarantine a bad row with its file, line, column and original text
-while the good rows of the same file load. Only a file that cannot be read at all raises
-`LandingFileError`, naming the file and what is wrong.
+while the good rows of the same file load. Only files that cannot be read at all raise
+`LandingFileError`, naming each file and what is wrong, before anything is staged.
 
-DuckDB's CSV reader does the parsing. It does not report line numbers of the rows it accepts, so each
-file is also scanned as raw lines: the accepted rows, in order, are the raw lines that are neither
-blank nor rejected by the parser. When a quoted field spans lines that pairing breaks; the file still
-loads and its rows carry no line number (`lines_exact` is false in the summary).
+DuckDB's CSV reader does the parsing, one statement for all files of the same layout (a statement per
+file would cost more than the parsing). It does not report the line numbers of the rows it accepts, so
+the files are also scanned as raw lines: a file's accepted rows, in order, are its raw lines that are
+neither blank nor rejected by the parser. Both scans run on one thread so that rows keep file order.
+When a quoted field spans lines that pairing breaks; the file still loads and its rows carry no line
+number (`lines_exact` is false in its summary).
 """
 
 from __future__ import annotations
@@ -48,19 +50,65 @@ class LandingFileError(ValueError):
         self.problem = problem
 
 
+class LandingFilesError(ValueError):
+    """Some files of a batch cannot be read; nothing of the batch was staged."""
+
+    def __init__(self, errors: list[LandingFileError]):
+        super().__init__(f"{len(errors)} landing file(s) cannot be read:\n- " + "\n- ".join(map(str, errors)))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    path: Path
+    source_name: str  # how rows name the file (relative to the landing root)
+    delivery_date: dt.date | None = None
+
+
 @dataclass
 class StagedFile:
-    path: Path
-    delivery_date: dt.date | None
+    file: LandingFile
     data_lines: int
     staged_rows: int
     rejected_lines: int
     lines_exact: bool
     ignored_columns: list[str] = field(default_factory=list)
+    # 0-based positions of personal fields in the file's lines; staged text is NOT masked, so whoever
+    # stores it (the customers asset) masks these first.
+    personal_positions: tuple[int, ...] = ()
+
+
+@dataclass
+class _Layout:
+    """Files that share a header can be parsed in one statement."""
+
+    kind: str  # "csv", "whitespace" or "parquet"
+    source_columns: tuple[str, ...]
+    positions: dict[str, int]
+    files: list[LandingFile] = field(default_factory=list)
+
+    @property
+    def ignored_columns(self) -> list[str]:
+        used = set(self.positions.values())
+        return [name for i, name in enumerate(self.source_columns) if i not in used]
+
+    def summary(self, file: LandingFile, staged_rows: int, rejected_lines: int, lines_exact: bool = True) -> StagedFile:
+        personal = tuple(self.positions[c] for c in PERSONAL_FIELDS if c in self.positions)
+        return StagedFile(file, staged_rows + rejected_lines, staged_rows, rejected_lines, lines_exact,
+                          self.ignored_columns, personal)
 
 
 def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def create_staging_tables(con: duckdb.DuckDBPyConnection, staged_table: str, rejects_table: str, fmt: FeedFormat) -> None:
+    """(Re)create the temp tables `stage_file` appends to."""
+    typed = {"delivery_date": "DATE", "line": "BIGINT"}
+    columns = ", ".join(f"{c} {typed.get(c, 'VARCHAR')}" for c in STAGED_COLUMNS + fmt.contract_columns)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {staged_table} ({columns})")
+    reject_columns = ", ".join(f"{c} {typed.get(c, 'VARCHAR')}" for c in REJECT_COLUMNS)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {rejects_table} ({reject_columns})")
 
 
 def _day_sql(day: dt.date | None) -> str:
@@ -105,211 +153,289 @@ def _resolve_columns(path: Path, fmt: FeedFormat, source_columns: list[str]) -> 
     return positions
 
 
-def _scan_raw_lines(con: duckdb.DuckDBPyConnection, path: Path, fmt: FeedFormat) -> None:
-    """`_raw_lines(line, text)`: every physical line with its 1-based number (blank lines as NULL)."""
-    con.execute("DROP TABLE IF EXISTS _raw_line_rejects")
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _raw_scan AS
-        SELECT row_number() OVER () AS ordinal, text
-        FROM read_csv({_sql_str(str(path))}, header=false, auto_detect=false, columns={{'text': 'VARCHAR'}},
-                      delim={_UNIT_SEPARATOR}, quote='', escape='', encoding={_sql_str(fmt.encoding)},
-                      parallel=false, strict_mode=false, store_rejects=true,
-                      rejects_table='_raw_line_rejects', rejects_scan='_raw_line_scans')
-        """
-    )
-    # Lines the raw scan itself rejected (bad encoding) are missing from _raw_scan; number the rest
-    # by walking the line numbers that were not rejected.
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE _raw_lines AS
-        WITH rejected AS (SELECT DISTINCT line FROM _raw_line_rejects),
-             total AS (SELECT (SELECT count(*) FROM _raw_scan) + (SELECT count(*) FROM rejected) AS n),
-             kept AS (
-                 SELECT range AS line, row_number() OVER (ORDER BY range) AS ordinal
-                 FROM range(1, (SELECT n FROM total) + 1)
-                 WHERE range NOT IN (SELECT line FROM rejected)
-             )
-        SELECT kept.line, _raw_scan.text
-        FROM _raw_scan JOIN kept USING (ordinal)
-        """
-    )
-
-
-def _masked_text_sql(text_column: str, fmt: FeedFormat, positions: dict[str, int]) -> str:
-    """SQL that blanks the personal fields of a raw line, so quarantine never keeps them in clear."""
-    personal = [positions[c] for c in PERSONAL_FIELDS if c in positions]
-    if not personal:
-        return text_column
-    # Positions are only trustworthy for lines that split into the expected fields; any e-mail-like
-    # token left over (a malformed line) is masked by pattern as well.
-    split = f"regexp_split_to_array(trim({text_column}), '\\s+')" if fmt.delimiter == WHITESPACE else f"string_split({text_column}, {_sql_str(fmt.delimiter)})"
-    joiner = " " if fmt.delimiter == WHITESPACE else fmt.delimiter
-    masked = f"list_transform({split}, lambda value, i: CASE WHEN i - 1 IN ({', '.join(map(str, personal))}) THEN '***' ELSE value END)"
-    return f"regexp_replace(array_to_string({masked}, {_sql_str(joiner)}), '[^\\s,;|]+@[^\\s,;|]+', '***', 'g')"
-
-
-def stage_file(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    fmt: FeedFormat,
-    staged_table: str,
-    rejects_table: str,
-    delivery_date: dt.date | None = None,
-    source_name: str | None = None,
-) -> StagedFile:
-    """Append the file's data lines to `staged_table` and its unparseable lines to `rejects_table`.
-
-    `staged_table` has STAGED_COLUMNS followed by the feed's contract columns, all VARCHAR (NULL for a
-    column the file does not have); `rejects_table` has REJECT_COLUMNS. Both must exist. Rows name
-    the file as `source_name` (default: its path).
-    """
+def _inspect(file: LandingFile, fmt: FeedFormat, con: duckdb.DuckDBPyConnection) -> tuple[str, tuple[str, ...]]:
+    """The file's kind and columns; raises LandingFileError when it cannot be read at all."""
+    path = file.path
     if not path.exists():
         raise LandingFileError(path, "file not found")
     if path.stat().st_size == 0:
         raise LandingFileError(path, "the file is empty (0 bytes); a day without data is a file with only the header line")
-    if path.suffix.lower() == ".parquet":
-        return _stage_parquet(con, path, fmt, staged_table, delivery_date, source_name)
-    if path.suffix.lower() not in (".csv", ".txt", ".tsv"):
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_str(str(path))})").fetchall()
+        except duckdb.Error as exc:
+            raise LandingFileError(path, f"not a readable Parquet file ({str(exc).splitlines()[0]})") from exc
+        return "parquet", tuple(row[0] for row in described)
+    if suffix not in (".csv", ".txt", ".tsv"):
         raise LandingFileError(path, f"unsupported file type '{path.suffix}'; expected .csv or .parquet")
-
-    source_columns = _header_fields(path, fmt)
+    fields = _header_fields(path, fmt)
     if not fmt.header:
-        source_columns = [f"column{i}" for i in range(1, len(source_columns) + 1)]
-    positions = _resolve_columns(path, fmt, source_columns)
-    used = set(positions.values())
-    ignored = [name for i, name in enumerate(source_columns) if i not in used] if fmt.header else []
+        fields = [f"column{i}" for i in range(1, len(fields) + 1)]
+    return ("whitespace" if fmt.delimiter == WHITESPACE else "csv"), tuple(fields)
 
-    _scan_raw_lines(con, path, fmt)
+
+def stage_files(
+    con: duckdb.DuckDBPyConnection, files: list[LandingFile], fmt: FeedFormat, staged_table: str, rejects_table: str
+) -> list[StagedFile]:
+    """Append the files' data lines to `staged_table` and their unparseable lines to `rejects_table`.
+
+    `staged_table` has STAGED_COLUMNS followed by the feed's contract columns, all VARCHAR (NULL for a
+    column a file does not have); `rejects_table` has REJECT_COLUMNS (see create_staging_tables).
+    Raises LandingFilesError, before staging anything, when any file cannot be read.
+    """
+    layouts: dict[tuple, _Layout] = {}
+    errors: list[LandingFileError] = []
+    for file in files:
+        try:
+            kind, columns = _inspect(file, fmt, con)
+            layout = layouts.get((kind, columns))
+            if layout is None:
+                layout = layouts[(kind, columns)] = _Layout(kind, columns, _resolve_columns(file.path, fmt, list(columns)))
+            layout.files.append(file)
+        except LandingFileError as exc:
+            errors.append(exc)
+    if errors:
+        raise LandingFilesError(errors)
+
+    con.execute("CREATE OR REPLACE TEMP TABLE _files (filename VARCHAR, source_name VARCHAR, delivery_date DATE)")
+    con.executemany(
+        "INSERT INTO _files VALUES (?, ?, ?)", [[str(f.path), f.source_name, f.delivery_date] for f in files]
+    )
+    staged: list[StagedFile] = []
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    con.execute("SET threads = 1")
+    try:
+        for layout in layouts.values():
+            stage = {"csv": _stage_csv, "whitespace": _stage_whitespace, "parquet": _stage_parquet}[layout.kind]
+            staged += stage(con, layout, fmt, staged_table, rejects_table)
+    finally:
+        con.execute(f"SET threads = {int(threads)}")
+    return staged
+
+
+def _file_list_sql(layout: _Layout) -> str:
+    return "[" + ", ".join(_sql_str(str(f.path)) for f in layout.files) + "]"
+
+
+def _scan_raw_lines(con: duckdb.DuckDBPyConnection, layout: _Layout, fmt: FeedFormat) -> None:
+    """`_raw_lines(filename, line, text)`: every physical line with its 1-based number (blank: NULL text)."""
+    con.execute("DROP TABLE IF EXISTS _raw_line_rejects")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _raw_scan AS
+        SELECT filename, row_number() OVER () AS ordinal, text
+        FROM read_csv({_file_list_sql(layout)}, header=false, auto_detect=false, columns={{'text': 'VARCHAR'}},
+                      delim={_UNIT_SEPARATOR}, quote='', escape='', encoding={_sql_str(fmt.encoding)},
+                      parallel=false, strict_mode=false, filename=true, store_rejects=true,
+                      rejects_table='_raw_line_rejects', rejects_scan='_raw_line_scans')
+        """
+    )
+    # Lines the raw scan itself rejected (bad encoding) are missing from _raw_scan; number the others
+    # by walking each file's line numbers that were not rejected.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _raw_line_rejected AS "
+        "SELECT s.file_path AS filename, r.* FROM _raw_line_rejects r JOIN _raw_line_scans s USING (scan_id, file_id)"
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _raw_lines AS
+        WITH rejected AS (SELECT DISTINCT filename, line FROM _raw_line_rejected),
+        scanned AS (
+            SELECT filename, ordinal - min(ordinal) OVER (PARTITION BY filename) + 1 AS ordinal, text FROM _raw_scan
+        ),
+        totals AS (
+            SELECT filename, count(*) + coalesce(any_value(n_rejected), 0) AS n
+            FROM scanned LEFT JOIN (SELECT filename, count(*) AS n_rejected FROM rejected GROUP BY ALL) USING (filename)
+            GROUP BY ALL
+        ),
+        kept AS (
+            SELECT filename, line, row_number() OVER (PARTITION BY filename ORDER BY line) AS ordinal
+            FROM (SELECT filename, unnest(range(1, n + 1)) AS line FROM totals)
+            ANTI JOIN rejected USING (filename, line)
+        )
+        SELECT filename, kept.line, scanned.text
+        FROM scanned JOIN kept USING (filename, ordinal)
+        """
+    )
+
+
+def _stage_whitespace(con, layout: _Layout, fmt: FeedFormat, staged_table: str, rejects_table: str) -> list[StagedFile]:
+    # DuckDB's CSV reader takes a single-character separator; runs of blanks (tabs too) are split here.
+    _scan_raw_lines(con, layout, fmt)
     first_data_line = 2 if fmt.header else 1
-    file_sql, name_sql, day_sql = _sql_str(str(path)), _sql_str(source_name or str(path)), _day_sql(delivery_date)
-    masked_text = _masked_text_sql("text", fmt, positions)
+    expected = len(layout.source_columns)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _parsed AS
+        SELECT filename, line, text, regexp_split_to_array(regexp_replace(text, '^\\s+|\\s+$', '', 'g'), '\\s+') AS fields
+        FROM _raw_lines WHERE line >= {first_data_line} AND regexp_matches(coalesce(text, ''), '\\S')
+        """
+    )
+    con.execute(
+        f"""
+        INSERT INTO {rejects_table}
+        SELECT f.source_name, f.delivery_date, line, NULL, 'malformed_line',
+               'expected {expected} fields, found ' || len(fields), text
+        FROM _parsed JOIN _files f USING (filename) WHERE len(fields) <> {expected}
+        UNION ALL
+        SELECT f.source_name, f.delivery_date, r.line, NULL, 'invalid_encoding', any_value(r.error_message), any_value(r.csv_line)
+        FROM _raw_line_rejected r JOIN _files f USING (filename) WHERE r.line >= {first_data_line}
+        GROUP BY ALL
+        """
+    )
+    values = ", ".join(
+        f"fields[{layout.positions[c] + 1}]" if c in layout.positions else "NULL" for c in fmt.contract_columns
+    )
+    con.execute(
+        f"""
+        INSERT INTO {staged_table}
+        SELECT f.source_name, f.delivery_date, line, text, {values}
+        FROM _parsed JOIN _files f USING (filename) WHERE len(fields) = {expected}
+        """
+    )
+    counts = {
+        name: (good, bad)
+        for name, good, bad in con.execute(
+            f"""
+            SELECT f.filename,
+                   (SELECT count(*) FROM _parsed p WHERE p.filename = f.filename AND len(p.fields) = {expected}),
+                   (SELECT count(*) FROM _parsed p WHERE p.filename = f.filename AND len(p.fields) <> {expected})
+                   + (SELECT count(DISTINCT line) FROM _raw_line_rejected r WHERE r.filename = f.filename AND r.line >= {first_data_line})
+            FROM _files f
+            """
+        ).fetchall()
+    }
+    return [layout.summary(f, *counts[str(f.path)]) for f in layout.files]
 
-    if fmt.delimiter == WHITESPACE:
-        # DuckDB's CSV reader takes a single-character separator; runs of blanks are split here.
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _parsed AS
-            SELECT line, text, regexp_split_to_array(trim(text), '\\s+') AS fields
-            FROM _raw_lines WHERE line >= {first_data_line} AND trim(coalesce(text, '')) <> ''
-            """
-        )
-        expected = len(source_columns)
-        con.execute(
-            f"""
-            INSERT INTO {rejects_table}
-            SELECT {name_sql}, {day_sql}, line, NULL, 'malformed_line',
-                   'expected {expected} fields, found ' || len(fields), {masked_text}
-            FROM _parsed WHERE len(fields) <> {expected}
-            """
-        )
-        values = ", ".join(
-            f"fields[{positions[c] + 1}]" if c in positions else "NULL" for c in fmt.contract_columns
-        )
-        con.execute(
-            f"""
-            INSERT INTO {staged_table}
-            SELECT {name_sql}, {day_sql}, line, {masked_text}, {values}
-            FROM _parsed WHERE len(fields) = {expected}
-            """
-        )
-        rejected = con.execute(f"SELECT count(*) FROM _parsed WHERE len(fields) <> {expected}").fetchone()[0]
-        staged = con.execute(f"SELECT count(*) FROM _parsed WHERE len(fields) = {expected}").fetchone()[0]
-        data_lines = staged + rejected
-        return StagedFile(path, delivery_date, data_lines, staged, rejected, True, ignored)
 
-    names = [f"c{i}" for i in range(len(source_columns))]
+def _stage_csv(con, layout: _Layout, fmt: FeedFormat, staged_table: str, rejects_table: str) -> list[StagedFile]:
+    _scan_raw_lines(con, layout, fmt)
+    first_data_line = 2 if fmt.header else 1
+    positions = layout.positions
+    names = [f"c{i}" for i in range(len(layout.source_columns))]
     columns_sql = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
     con.execute("DROP TABLE IF EXISTS _parse_rejects")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _parsed AS
-        SELECT row_number() OVER () AS ordinal, *
-        FROM read_csv({file_sql}, header={str(fmt.header).lower()}, auto_detect=false, columns={columns_sql},
-                      delim={_sql_str(fmt.delimiter)}, quote='"', escape='"', encoding={_sql_str(fmt.encoding)},
-                      parallel=false, strict_mode=true, store_rejects=true,
-                      rejects_table='_parse_rejects', rejects_scan='_parse_scans')
+        SELECT filename, ordinal - min(ordinal) OVER (PARTITION BY filename) + 1 AS ordinal, * EXCLUDE (filename, ordinal)
+        FROM (
+            SELECT row_number() OVER () AS ordinal, *
+            FROM read_csv({_file_list_sql(layout)}, header={str(fmt.header).lower()}, auto_detect=false,
+                          columns={columns_sql}, delim={_sql_str(fmt.delimiter)}, quote='"', escape='"',
+                          encoding={_sql_str(fmt.encoding)}, parallel=false, strict_mode=true, filename=true,
+                          store_rejects=true, rejects_table='_parse_rejects', rejects_scan='_parse_scans')
+        )
         """
     )
-    # Accepted rows pair, in order, with the raw lines that are neither blank nor rejected.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _parse_rejected AS "
+        "SELECT s.file_path AS filename, r.* FROM _parse_rejects r JOIN _parse_scans s USING (scan_id, file_id)"
+    )
+    # A file's accepted rows pair, in order, with its raw lines that are neither blank nor rejected.
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _accepted_lines AS
-        SELECT row_number() OVER (ORDER BY line) AS ordinal, line, text
+        SELECT filename, row_number() OVER (PARTITION BY filename ORDER BY line) AS ordinal, line, text
         FROM _raw_lines
         WHERE line >= {first_data_line} AND text IS NOT NULL
-          AND line NOT IN (SELECT line FROM _parse_rejects)
+          AND (filename, line) NOT IN (SELECT (filename, line) FROM _parse_rejected)
         """
     )
-    parsed = con.execute("SELECT count(*) FROM _parsed").fetchone()[0]
-    lines_exact = parsed == con.execute("SELECT count(*) FROM _accepted_lines").fetchone()[0]
-    values = ", ".join(f"_parsed.c{positions[c]}" if c in positions else "NULL" for c in fmt.contract_columns)
-    if lines_exact:
-        line_sql, text_sql, join_sql = "_accepted_lines.line", _masked_text_sql("_accepted_lines.text", fmt, positions), "JOIN _accepted_lines USING (ordinal)"
-    else:
-        delimiter = _sql_str(fmt.delimiter)
-        fields = ", ".join(
-            "'***'" if any(positions.get(p) == i for p in PERSONAL_FIELDS) else f"coalesce(_parsed.{n}, '')"
-            for i, n in enumerate(names)
-        )
-        line_sql, text_sql, join_sql = "NULL", f"concat_ws({delimiter}, {fields})", ""
+    counts = {
+        name: (parsed, accepted, rejected)
+        for name, parsed, accepted, rejected in con.execute(
+            """
+            SELECT f.filename,
+                   (SELECT count(*) FROM _parsed p WHERE p.filename = f.filename),
+                   (SELECT count(*) FROM _accepted_lines a WHERE a.filename = f.filename),
+                   (SELECT count(DISTINCT line) FROM _parse_rejected r WHERE r.filename = f.filename)
+            FROM _files f
+            """
+        ).fetchall()
+    }
+    inexact = [name for name, (parsed, accepted, _) in counts.items() if parsed != accepted]
+    con.execute("CREATE OR REPLACE TEMP TABLE _inexact (filename VARCHAR)")
+    if inexact:
+        con.executemany("INSERT INTO _inexact VALUES (?)", [[name] for name in inexact])
+    values = ", ".join(f"p.c{positions[c]}" if c in positions else "NULL" for c in fmt.contract_columns)
+    reconstructed = ", ".join(f"coalesce(p.{n}, '')" for n in names)
+    delimiter = _sql_str(fmt.delimiter)
     con.execute(
-        f"INSERT INTO {staged_table} SELECT {name_sql}, {day_sql}, {line_sql}, {text_sql}, {values} FROM _parsed {join_sql}"
+        f"""
+        INSERT INTO {staged_table}
+        SELECT f.source_name, f.delivery_date,
+               CASE WHEN i.filename IS NULL THEN a.line END,
+               CASE WHEN i.filename IS NULL THEN a.text ELSE concat_ws({delimiter}, {reconstructed}) END,
+               {values}
+        FROM _parsed p
+        JOIN _files f USING (filename)
+        LEFT JOIN _inexact i USING (filename)
+        LEFT JOIN _accepted_lines a ON a.filename = p.filename AND a.ordinal = p.ordinal AND i.filename IS NULL
+        """
     )
     # One quarantine row per rejected line, even when DuckDB reports several errors on it.
     reason_cases = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in PARSER_REASONS.items())
-    column_cases = " ".join(f"WHEN '{n}' THEN {_sql_str(c)}" for n, c in zip(names, source_columns))
+    column_cases = " ".join(f"WHEN '{n}' THEN {_sql_str(c)}" for n, c in zip(names, layout.source_columns))
     con.execute(
         f"""
         INSERT INTO {rejects_table}
-        SELECT {name_sql}, {day_sql}, r.line,
+        SELECT any_value(f.source_name), any_value(f.delivery_date), r.line,
                any_value(CASE r.column_name {column_cases} END) FILTER (WHERE r.error_type LIKE 'INVALID%'),
                any_value(CASE r.error_type {reason_cases} ELSE 'malformed_line' END),
                arg_min(r.error_message, r.column_idx),
-               any_value({_masked_text_sql('r.csv_line', fmt, positions)})
-        FROM _parse_rejects r GROUP BY r.line
+               any_value(r.csv_line)
+        FROM _parse_rejected r JOIN _files f USING (filename)
+        GROUP BY r.filename, r.line
         """
     )
-    rejected = con.execute("SELECT count(DISTINCT line) FROM _parse_rejects").fetchone()[0]
-    return StagedFile(path, delivery_date, parsed + rejected, parsed, rejected, lines_exact, ignored)
+    return [
+        layout.summary(f, counts[str(f.path)][0], counts[str(f.path)][2], str(f.path) not in inexact)
+        for f in layout.files
+    ]
 
 
-def _stage_parquet(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    fmt: FeedFormat,
-    staged_table: str,
-    delivery_date: dt.date | None,
-    source_name: str | None,
-) -> StagedFile:
-    file_sql, name_sql = _sql_str(str(path)), _sql_str(source_name or str(path))
-    try:
-        source_columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({file_sql})").fetchall()]
-    except duckdb.Error as exc:
-        raise LandingFileError(path, f"not a readable Parquet file ({str(exc).splitlines()[0]})") from exc
-    positions = _resolve_columns(path, fmt, source_columns)
-    used = set(positions.values())
-    ignored = [name for i, name in enumerate(source_columns) if i not in used]
+def _stage_parquet(con, layout: _Layout, fmt: FeedFormat, staged_table: str, rejects_table: str) -> list[StagedFile]:
+    columns, positions = layout.source_columns, layout.positions
     values = ", ".join(
-        f"CAST({_quote_ident(source_columns[positions[c]])} AS VARCHAR)" if c in positions else "NULL"
+        f"CAST({_quote_ident(columns[positions[c]])} AS VARCHAR)" if c in positions else "NULL"
         for c in fmt.contract_columns
     )
-    shown = [
-        "'***'" if c in PERSONAL_FIELDS else f"coalesce(CAST({_quote_ident(source_columns[i])} AS VARCHAR), '')"
-        for c, i in positions.items()
-    ]
-    day_sql = _day_sql(delivery_date)
+    shown = [f"coalesce(CAST({_quote_ident(name)} AS VARCHAR), '')" for name in columns]
     # Parquet has rows, not lines: the row number (1-based) stands in for the line.
     con.execute(
         f"""
         INSERT INTO {staged_table}
-        SELECT {name_sql}, {day_sql}, file_row_number + 1, concat_ws(',', {', '.join(shown)}), {values}
-        FROM read_parquet({file_sql}, file_row_number=true)
+        SELECT f.source_name, f.delivery_date, file_row_number + 1, concat_ws(',', {', '.join(shown)}), {values}
+        FROM read_parquet({_file_list_sql(layout)}, filename=true, file_row_number=true) JOIN _files f USING (filename)
         """
     )
-    rows = con.execute(f"SELECT count(*) FROM read_parquet({file_sql})").fetchone()[0]
-    return StagedFile(path, delivery_date, rows, rows, 0, True, ignored)
+    rows = dict(con.execute(
+        f"SELECT filename, count(*) FROM read_parquet({_file_list_sql(layout)}, filename=true) GROUP BY ALL"
+    ).fetchall())
+    return [layout.summary(f, rows.get(str(f.path), 0), 0) for f in layout.files]
 
 
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def date_sql(column: str, fmt: FeedFormat) -> str:
+    """SQL parsing a date/time text column with the feed's formats (NULL when it does not parse)."""
+    if fmt.date_formats:
+        formats = ", ".join("'" + f.replace("'", "''") + "'" for f in fmt.date_formats)
+        return f"try_strptime(trim({column}), [{formats}])"
+    return f"try_cast(trim({column}) AS TIMESTAMP)"
+
+
+def date_formats_text(fmt: FeedFormat) -> str:
+    return " or ".join(fmt.date_formats).replace("'", "''") if fmt.date_formats else "an ISO date or timestamp"
+
+
+def amount_text_sql(fmt: FeedFormat, column: str = "s.amount") -> str:
+    """SQL normalizing an amount text to a '.' decimal point."""
+    if fmt.decimal_separator == ",":
+        # "1.234,56": dots group thousands, the comma is the decimal point.
+        return f"replace(replace(trim({column}), '.', ''), ',', '.')"
+    return f"trim({column})"

@@ -57,7 +57,7 @@ def _fingerprint(path: Path, previous: list | None) -> list:
     return [stat.st_size, stat.st_mtime_ns, digest]
 
 
-def _consecutive_ranges(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+def consecutive_ranges(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
     ranges: list[tuple[dt.date, dt.date]] = []
     for day in sorted(days):
         if ranges and day == ranges[-1][1] + dt.timedelta(days=1):
@@ -110,7 +110,7 @@ def landing_sensor(context: SensorEvaluationContext, landing: LandingZone) -> Se
                 )
             )
     else:
-        for start, end in _consecutive_ranges(list(changed_days)):
+        for start, end in consecutive_ranges(list(changed_days)):
             digests = [changed_days[start + dt.timedelta(days=i)] for i in range((end - start).days + 1)]
             run_requests.append(
                 RunRequest(

@@ -1,0 +1,186 @@
+"""`mlsys`: the project's own command line (the Dagster CLI and UI remain the way to run assets)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from mlsys_assets.settings import DataLayout, data_dir
+
+
+# Dagster flags APIs it may still change (backfill policies, pools); that is for developers, not CLI users.
+warnings.filterwarnings("ignore", message=r".*(is currently in beta|is currently in preview|superseded).*")
+
+
+def _layout(data_dir_option: str | None) -> DataLayout:
+    return DataLayout(Path(data_dir_option).resolve() if data_dir_option else data_dir())
+
+
+data_dir_option = click.option(
+    "--data-dir", envvar="MLSYS_DATA_DIR", default=None, help="Data directory (default: $MLSYS_DATA_DIR or ./data)."
+)
+
+
+@click.group()
+def main() -> None:
+    """mlsys: daily customer LTV and churn forecasts on Dagster, DuckDB and CatBoost."""
+
+
+@main.command()
+@click.option("--customers", default=3000, show_default=True, help="Number of customers acquired over the period.")
+@click.option("--days", default=365, show_default=True, help="Number of daily landing files.")
+@click.option("--end-date", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day (default: yesterday).")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--drift-from", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Day the drift starts.")
+@click.option("--drift-kind", type=click.Choice(["channel", "price"]), default="channel", show_default=True)
+@click.option("--dirty-share", default=0.0, show_default=True, help="Share of rows given realistic defects.")
+@click.option("--format", "file_format", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@data_dir_option
+def simulate(customers, days, end_date, seed, drift_from, drift_kind, dirty_share, file_format, data_dir) -> None:
+    """Generate a realistic shop: daily transaction files, a customers export and the ground truth."""
+    from mlsys_assets.simulate import SimulationConfig, simulate as run_simulation
+
+    end = end_date.date() if end_date else dt.date.today() - dt.timedelta(days=1)
+    config = SimulationConfig(
+        customers=customers,
+        start=end - dt.timedelta(days=days - 1),
+        end=end,
+        seed=seed,
+        drift_from=drift_from.date() if drift_from else None,
+        drift_kind=drift_kind,
+        dirty_share=dirty_share,
+        file_format=file_format,
+    )
+    layout = _layout(data_dir)
+    summary = run_simulation(layout.root, config)
+    click.echo(
+        f"Simulated {summary.customers:,} customers and {summary.transactions:,} transactions over "
+        f"{summary.days} days ({config.start} … {config.end}), {summary.dirty_rows:,} dirty rows.\n"
+        f"  landing files: {summary.landing_dir}\n  ground truth:  {summary.ground_truth_path}"
+    )
+
+
+@main.command(name="import")
+@click.argument("export", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Column mapping YAML (docs/data-contract.md); default: the contract layout.")
+@click.option("--replace", is_flag=True, help="Overwrite landing files that already exist for the same days.")
+@data_dir_option
+def import_(export: Path, mapping: Path | None, replace: bool, data_dir: str | None) -> None:
+    """Split one historical transaction export into daily landing files."""
+    from mlsys_assets.contract import MappingError, load_mapping
+    from mlsys_assets.ingest.importer import ImportConflictError, import_transactions
+    from mlsys_assets.ingest.reader import LandingFilesError
+
+    layout = _layout(data_dir)
+    try:
+        fmt = load_mapping(mapping)["transactions"]
+        summary = import_transactions(export, fmt, layout, replace=replace)
+    except (MappingError, LandingFilesError, ImportConflictError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not summary.days_written:
+        raise click.ClickException(f"{export}: no row with a readable date; nothing was written")
+    click.echo(
+        f"Imported {summary.rows:,} rows from {export} into {len(summary.days_written)} daily files "
+        f"({summary.days_written[0]} … {summary.days_written[-1]}) in {layout.transactions_landing}."
+    )
+    if summary.rejected_rows:
+        click.echo(f"{summary.rejected_rows:,} row(s) had no readable date or line structure: see {summary.rejected_file}")
+    click.echo("Ingest them with `mlsys ingest` (or let the landing sensor pick them up under `make ui`).")
+
+
+@main.command()
+@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First delivery day.")
+@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last delivery day.")
+def ingest(first, last) -> None:
+    """Ingest the landing zone through Dagster: customers, then one range run per run of consecutive days."""
+    from mlsys_assets.runs import ingest_landing_zone
+
+    result = ingest_landing_zone(first.date() if first else None, last.date() if last else None, echo=click.echo)
+    _print_status(data_dir())
+    if not result:
+        sys.exit(1)
+
+
+@main.command()
+@data_dir_option
+def status(data_dir: str | None) -> None:
+    """What the landing zone holds and what the warehouse has loaded."""
+    _print_status(_layout(data_dir).root)
+
+
+@main.command()
+@click.argument("query")
+@data_dir_option
+def sql(query: str, data_dir: str | None) -> None:
+    """Run a read-only SQL query against the warehouse and print the result."""
+    import duckdb
+
+    layout = _layout(data_dir)
+    if not layout.warehouse.exists():
+        raise click.ClickException(f"no warehouse at {layout.warehouse}: run `make demo` or `mlsys ingest` first")
+    con = duckdb.connect(str(layout.warehouse), read_only=True)
+    try:
+        frame = con.execute(query).df()
+    except duckdb.Error as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from exc
+    finally:
+        con.close()
+    click.echo(frame.to_string(index=False, max_rows=50))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+def serve(host: str, port: int) -> None:
+    """Start the prediction API (arrives with the serving issue)."""
+    raise click.ClickException("the REST API is not built yet; see the serving issue")
+
+
+def _print_status(root: Path) -> None:
+    import duckdb
+
+    from mlsys_assets.resources import LandingZone
+
+    layout = DataLayout(root)
+    landing = LandingZone(data_dir=str(root))
+    days = sorted(landing.transaction_files())
+    click.echo(f"\nLanding zone {layout.landing}")
+    click.echo(
+        f"  transaction files: {len(days):,}"
+        + (f" ({days[0]} … {days[-1]})" if days else "")
+        + f"; customer files: {len(landing.customer_files())}"
+    )
+    if not layout.warehouse.exists():
+        click.echo(f"Warehouse {layout.warehouse}: not created yet")
+        return
+    con = duckdb.connect(str(layout.warehouse), read_only=True)
+    try:
+        tables = {f"{s}.{t}" for s, t in con.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall()}
+        click.echo(f"Warehouse {layout.warehouse}")
+        if "raw.transactions" in tables:
+            rows, partitions, first, last, customers = con.execute(
+                "SELECT count(*), count(DISTINCT delivery_date), min(delivery_date), max(delivery_date), "
+                "count(DISTINCT customer_id) FROM raw.transactions"
+            ).fetchone()
+            click.echo(
+                f"  raw.transactions  {rows:>10,} rows loaded, {partitions:,} partitions"
+                + (f" ({first} … {last})" if rows else "")
+                + f", {customers:,} customers"
+            )
+        if "raw.customers" in tables:
+            click.echo(f"  raw.customers     {con.execute('SELECT count(*) FROM raw.customers').fetchone()[0]:>10,} rows loaded")
+        if "raw.quarantine" in tables:
+            quarantined = con.execute(
+                "SELECT feed, reason, count(*) FROM raw.quarantine GROUP BY ALL ORDER BY 1, 3 DESC"
+            ).fetchall()
+            click.echo(f"  raw.quarantine    {sum(r[2] for r in quarantined):>10,} rows quarantined")
+            for feed, reason, count in quarantined:
+                click.echo(f"      {feed:<13} {reason:<18} {count:>7,}")
+    finally:
+        con.close()
+    click.echo("Query it: mlsys sql \"SELECT * FROM raw.quarantine LIMIT 10\"")
