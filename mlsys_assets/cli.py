@@ -168,7 +168,7 @@ def _print_status(root: Path) -> None:
                 "count(DISTINCT customer_id) FROM raw.transactions"
             ).fetchone()
             click.echo(
-                f"  raw.transactions  {rows:>10,} rows loaded, {partitions:,} partitions"
+                f"  raw.transactions  {rows:>10,} rows loaded, {partitions:,} delivery days"
                 + (f" ({first} … {last})" if rows else "")
                 + f", {customers:,} customers"
             )
