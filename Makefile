@@ -12,8 +12,9 @@ export MLSYS_DATA_DIR ?= $(CURDIR)/data
 # Never let uv fetch a Python build: this project runs on the machine's Python 3.11.
 export UV_PYTHON_DOWNLOADS := never
 
-DEMO_CUSTOMERS ?= 3000
-DEMO_DAYS ?= 365
+# Two years: the models learn the yearly season from the first year's windows.
+DEMO_CUSTOMERS ?= 5000
+DEMO_DAYS ?= 730
 TEST_ARGS ?=
 
 .PHONY: install demo ingest test ui serve clean
@@ -37,6 +38,8 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/mlsys simulate --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS) --dirty-share 0.002
 	$(BIN)/mlsys ingest
+	$(BIN)/mlsys features
+	$(BIN)/mlsys train
 	@echo
 	@echo "Next: make ui  -> http://127.0.0.1:3000 (assets, runs, checks)"
 	@echo "      $(BIN)/mlsys sql \"SELECT reason, count(*) FROM raw.quarantine GROUP BY ALL\""

@@ -107,6 +107,117 @@ def ingest(first, last) -> None:
 
 
 @main.command()
+def features() -> None:
+    """Refresh customer_daily for every loaded day and the feature snapshot of the newest day."""
+    from mlsys_assets.runs import refresh_features
+
+    if not refresh_features(echo=click.echo):
+        sys.exit(1)
+
+
+@main.command()
+def train() -> None:
+    """Run weekly_retraining now: examples, both models, evaluation, gate; print the metric table."""
+    from mlsys_assets.runs import retrain
+
+    ok = retrain(echo=click.echo)
+    _print_evaluation(data_dir())
+    _print_registry(data_dir())
+    if not ok:
+        sys.exit(1)
+
+
+@main.group()
+def models() -> None:
+    """The model registry: list versions, promote one, roll back."""
+
+
+@models.command(name="list")
+@data_dir_option
+def models_list(data_dir: str | None) -> None:
+    """Every model version with its state and gate result."""
+    _print_registry(_layout(data_dir).root)
+
+
+@models.command()
+@click.argument("version")
+@click.option("--force", is_flag=True, help="Promote even though the version failed the gate.")
+@data_dir_option
+def promote(version: str, force: bool, data_dir: str | None) -> None:
+    """Make VERSION the production model (human approval mode, or an override)."""
+    from mlsys_assets.ml import registry
+
+    layout = _layout(data_dir)
+    model = version.split("-", 1)[0]
+    with _warehouse(layout).connect() as con:
+        registry.ensure_tables(con)
+        row = con.execute("SELECT gate_passed, gate_reason FROM ml.model_registry WHERE version = ?", [version]).fetchone()
+        if row is None:
+            raise click.ClickException(f"no version {version!r} in ml.model_registry (see `mlsys models list`)")
+        if not row[0] and not force:
+            raise click.ClickException(f"{version} did not pass the gate ({row[1]}); use --force to promote anyway")
+        try:
+            registry.promote(con, layout.serving, model, version, "promoted by hand" + (" (forced)" if force else ""))
+        except registry.RegistryError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"{version} is now the production {model} model; pointer: {layout.serving / 'production.json'}")
+
+
+@models.command()
+@click.option("--model", "model_names", type=click.Choice(["ltv", "churn", "all"]), default="all", show_default=True)
+@data_dir_option
+def rollback(model_names: str, data_dir: str | None) -> None:
+    """Restore the previous production version."""
+    from mlsys_assets.ml import registry
+
+    layout = _layout(data_dir)
+    with _warehouse(layout).connect() as con:
+        registry.ensure_tables(con)
+        for model in (["ltv", "churn"] if model_names == "all" else [model_names]):
+            try:
+                retired, restored = registry.rollback(con, layout.serving, model)
+            except registry.RegistryError as exc:
+                raise click.ClickException(str(exc)) from exc
+            click.echo(f"{model}: {restored} is production again ({retired} retired)")
+
+
+def _warehouse(layout: DataLayout):
+    from mlsys_assets.resources import Warehouse
+
+    return Warehouse(path=str(layout.warehouse))
+
+
+def _print_evaluation(root: Path) -> None:
+    layout = DataLayout(root)
+    with _warehouse(layout).connect(read_only=True) as con:
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ml' AND table_name = 'model_evaluation'").fetchone()[0]:
+            return
+        latest = con.execute("SELECT evaluation_id, holdout_as_of FROM ml.model_evaluation ORDER BY evaluated_at DESC LIMIT 1").fetchone()
+        if latest is None:
+            return
+        frame = con.execute(
+            "SELECT model, metric, scorer, value FROM ml.model_evaluation WHERE evaluation_id = ?", [latest[0]]
+        ).df()
+    table = frame.set_index(["model", "metric", "scorer"])["value"].unstack("scorer")
+    order = [s for s in ("candidate", "production", "naive", "historical", "bgnbd", "oracle") if s in table.columns]
+    click.echo(f"\nHoldout metrics (as of {latest[1]}; ml.model_evaluation, evaluation {latest[0][:8]}):")
+    click.echo(table[order].round(4).to_string())
+
+
+def _print_registry(root: Path) -> None:
+    from mlsys_assets.ml import registry
+
+    layout = DataLayout(root)
+    with _warehouse(layout).connect(read_only=True) as con:
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ml' AND table_name = 'model_registry'").fetchone()[0]:
+            click.echo("no model trained yet: run `mlsys train`")
+            return
+        versions = registry.list_versions(con)
+    click.echo("\nModel registry (ml.model_registry):")
+    click.echo(versions.to_string(index=False, max_colwidth=90))
+
+
+@main.command()
 @data_dir_option
 def status(data_dir: str | None) -> None:
     """What the landing zone holds and what the warehouse has loaded."""

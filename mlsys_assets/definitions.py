@@ -12,18 +12,26 @@ from dagster import (
     in_process_executor,
 )
 
+from mlsys_assets.features.assets import customer_daily, customer_features
 from mlsys_assets.ingest.assets import raw_customers, raw_transactions
 from mlsys_assets.ingest.checks import transactions_freshness
 from mlsys_assets.ingest.sensors import ingest_customers_job, ingest_transactions_job, landing_sensor
-from mlsys_assets.resources import LandingZone, Warehouse
+from mlsys_assets.jobs import features_job, retraining_job, weekly_retraining
+from mlsys_assets.ml.assets import churn_model, ltv_model, model_evaluation, model_registry, training_examples
+from mlsys_assets.resources import ForecastSettings, LandingZone, Warehouse
 from mlsys_assets.settings import DataLayout, data_dir
 
 def build_definitions(data_root: Path | str | None = None) -> Definitions:
     layout = DataLayout(Path(data_root) if data_root else data_dir())
     return Definitions(
-        assets=[raw_transactions, raw_customers],
+        assets=[
+            raw_transactions, raw_customers,
+            customer_daily, customer_features,
+            training_examples, ltv_model, churn_model, model_evaluation, model_registry,
+        ],
         asset_checks=[transactions_freshness],
-        jobs=[ingest_transactions_job, ingest_customers_job],
+        jobs=[ingest_transactions_job, ingest_customers_job, features_job, retraining_job],
+        schedules=[weekly_retraining],
         sensors=[
             landing_sensor,
             # Dagster ships its automation sensor stopped; this one runs from the start.
@@ -38,6 +46,7 @@ def build_definitions(data_root: Path | str | None = None) -> Definitions:
         resources={
             "warehouse": Warehouse(path=str(layout.warehouse)),
             "landing": LandingZone(data_dir=str(layout.root)),
+            "forecast": ForecastSettings(),
         },
     )
 

@@ -29,6 +29,11 @@ def partitions_start() -> dt.date:
         raise ValueError(f"MLSYS_PARTITIONS_START must be an ISO date (YYYY-MM-DD), got {raw!r}") from exc
 
 
+def retraining_cron() -> str:
+    """When `weekly_retraining` runs (`MLSYS_RETRAIN_CRON`, default Mondays 03:00 UTC)."""
+    return os.environ.get("MLSYS_RETRAIN_CRON", "0 3 * * 1")
+
+
 @dataclass(frozen=True)
 class DataLayout:
     """The storage layout below the data directory (see docs/architecture.md)."""
@@ -55,6 +60,22 @@ class DataLayout:
     @property
     def warehouse(self) -> Path:
         return self.root / "warehouse.duckdb"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def serving(self) -> Path:
+        return self.root / "serving"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def exports(self) -> Path:
+        return self.root / "exports"
 
     @property
     def simulation(self) -> Path:

@@ -1,0 +1,32 @@
+"""Jobs and schedules beyond the ingest jobs (which live beside the landing sensor)."""
+
+from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job, in_process_executor
+
+from mlsys_assets.features.assets import customer_daily, customer_features
+from mlsys_assets.ml.assets import churn_model, ltv_model, model_evaluation, model_registry, training_examples
+from mlsys_assets.partitions import daily_partitions
+from mlsys_assets.settings import retraining_cron
+
+# Five steps that each take seconds, serialized by the warehouse pool where they write: in-process.
+# (The two model fits could overlap in separate processes, but CatBoost already uses both cores.)
+retraining_job = define_asset_job(
+    "weekly_retraining",
+    selection=AssetSelection.assets(training_examples, ltv_model, churn_model, model_evaluation, model_registry),
+    executor_def=in_process_executor,
+    description="Training examples -> LTV and churn candidates -> holdout evaluation -> promotion gate.",
+)
+weekly_retraining = ScheduleDefinition(
+    name="weekly_retraining_schedule",
+    job=retraining_job,
+    cron_schedule=retraining_cron(),
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Retrain, evaluate and gate the models every week (MLSYS_RETRAIN_CRON).",
+)
+features_job = define_asset_job(
+    "refresh_features",
+    selection=AssetSelection.assets(customer_daily, customer_features),
+    partitions_def=daily_partitions,
+    executor_def=in_process_executor,
+    description="Rebuild customer_daily and the feature snapshots for a day or a range of days.",
+)

@@ -1,0 +1,62 @@
+"""Evaluation pictures (PNG), for the UI and data/reports/evaluation/."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mlsys_assets.ml.metrics import calibration_bins  # noqa: E402
+
+
+def _save(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def gains_chart(actual: np.ndarray, predictions: dict[str, np.ndarray], path: Path) -> Path:
+    """Cumulative share of holdout revenue against the share of customers, ranked by each forecast."""
+    figure, axis = plt.subplots(figsize=(6, 4.2))
+    shares = np.arange(1, len(actual) + 1) / len(actual)
+    for name, predicted in predictions.items():
+        order = np.lexsort((actual, -np.asarray(predicted, float)))
+        axis.plot(shares, np.cumsum(actual[order]) / actual.sum(), label=name, linewidth=1.6)
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="random")
+    axis.axvline(0.1, color="grey", linewidth=0.8)
+    axis.set(xlabel="share of customers, highest forecast first", ylabel="share of holdout revenue",
+             title="Gains: revenue captured by forecast rank")
+    axis.legend(loc="lower right", fontsize=8)
+    return _save(figure, path)
+
+
+def calibration_chart(churned: np.ndarray, probabilities: dict[str, np.ndarray], path: Path) -> Path:
+    figure, axis = plt.subplots(figsize=(5, 4.2))
+    for name, probability in probabilities.items():
+        bins = calibration_bins(churned, probability)
+        axis.plot([b[0] for b in bins], [b[1] for b in bins], marker="o", label=name, linewidth=1.4)
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+    axis.set(xlabel="predicted churn probability (decile mean)", ylabel="observed churn rate",
+             title="Churn calibration", xlim=(0, 1), ylim=(0, 1))
+    axis.legend(loc="upper left", fontsize=8)
+    return _save(figure, path)
+
+
+def importance_chart(names: list[str], importances: np.ndarray, title: str, path: Path, top: int = 15) -> Path:
+    order = np.argsort(importances)[-top:]
+    figure, axis = plt.subplots(figsize=(6, 0.3 * len(order) + 1.2))
+    axis.barh([names[i] for i in order], np.asarray(importances)[order], color="#4c72b0")
+    axis.set(xlabel="importance (CatBoost PredictionValuesChange)", title=title)
+    return _save(figure, path)
+
+
+def markdown_image(path: Path, alt: str) -> str:
+    """An inline image for Dagster's Markdown metadata (the UI cannot read files from disk)."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"

@@ -1,0 +1,40 @@
+-- The model registry and its evaluations.
+CREATE TABLE IF NOT EXISTS ml.model_registry (
+    model               VARCHAR   NOT NULL,  -- 'ltv' or 'churn'
+    version             VARCHAR   NOT NULL,  -- folder name under data/models/<model>/
+    state               VARCHAR   NOT NULL,  -- candidate, production, retired or rejected
+    state_changed_at    TIMESTAMP NOT NULL,
+    created_at          TIMESTAMP NOT NULL,
+    path                VARCHAR   NOT NULL,  -- model.cbm + card.json
+    train_as_of_first   DATE,                -- the training grid's first and last as-of day
+    train_as_of_last    DATE,
+    holdout_as_of       DATE,                -- the evaluation's as-of day
+    source_partitions   VARCHAR,             -- raw.transactions delivery days the model saw (features and labels)
+    code_version        VARCHAR,
+    params              VARCHAR,             -- JSON
+    features            VARCHAR,             -- JSON list
+    metrics             VARCHAR,             -- JSON: holdout metrics of this version and of the baselines
+    gate_passed         BOOLEAN,
+    gate_reason         VARCHAR,
+    previous_production VARCHAR,             -- what `mlsys models rollback` returns to
+    run_id              VARCHAR              -- the Dagster run that trained it
+);
+
+CREATE TABLE IF NOT EXISTS ml.model_state_history (
+    model       VARCHAR   NOT NULL,
+    version     VARCHAR   NOT NULL,
+    state       VARCHAR   NOT NULL,
+    changed_at  TIMESTAMP NOT NULL,
+    reason      VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS ml.model_evaluation (
+    evaluation_id VARCHAR   NOT NULL,        -- the Dagster run id of the evaluation
+    evaluated_at  TIMESTAMP NOT NULL,
+    holdout_as_of DATE      NOT NULL,
+    model         VARCHAR   NOT NULL,        -- 'ltv' or 'churn'
+    scorer        VARCHAR   NOT NULL,        -- candidate, production, naive, historical, bgnbd, oracle
+    version       VARCHAR,                   -- the model version for candidate and production
+    metric        VARCHAR   NOT NULL,
+    value         DOUBLE
+);

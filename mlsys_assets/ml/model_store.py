@@ -1,0 +1,110 @@
+"""Model versions on disk and the production pointer.
+
+A version is an immutable folder `models/<model>/<version>/` with `model.cbm` and `card.json`. The
+production pointer `serving/production.json` names the serving version of each model; it is written to
+a temporary file and renamed, so a reader never sees half of it. This module imports neither Dagster
+nor the asset modules: the API uses it too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from catboost import CatBoost, CatBoostClassifier, CatBoostRegressor
+
+MODEL_KINDS = {"ltv": CatBoostRegressor, "churn": CatBoostClassifier}
+
+
+class NoProductionModelError(RuntimeError):
+    """No model version has passed the promotion gate yet."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    model: str
+    version: str
+    path: Path
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / "model.cbm"
+
+    @property
+    def card_file(self) -> Path:
+        return self.path / "card.json"
+
+    def card(self) -> dict[str, Any]:
+        return json.loads(self.card_file.read_text())
+
+    def load(self) -> CatBoost:
+        model = MODEL_KINDS[self.model]()
+        model.load_model(str(self.model_file))
+        return model
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def save_version(models_root: Path, model_name: str, model: CatBoost, card: dict[str, Any]) -> ModelVersion:
+    """Write a new immutable version; its id is the UTC time plus a hash of the model file."""
+    staging = models_root / model_name / f".staging-{os.getpid()}"
+    staging.mkdir(parents=True, exist_ok=True)
+    model.save_model(str(staging / "model.cbm"))
+    digest = hashlib.sha256((staging / "model.cbm").read_bytes()).hexdigest()[:8]
+    version = f"{model_name}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{digest}"
+    card = {**card, "model": model_name, "version": version, "model_sha256_prefix": digest}
+    (staging / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
+    final = models_root / model_name / version
+    os.replace(staging, final)
+    return ModelVersion(model_name, version, final)
+
+
+def version_from_path(path: Path) -> ModelVersion:
+    card = json.loads((path / "card.json").read_text())
+    return ModelVersion(card["model"], card["version"], path)
+
+
+def pointer_path(serving_root: Path) -> Path:
+    return serving_root / "production.json"
+
+
+def read_pointer(serving_root: Path) -> dict[str, Any]:
+    path = pointer_path(serving_root)
+    if not path.exists():
+        raise NoProductionModelError(
+            f"no production model yet ({path} does not exist): no candidate has passed the promotion gate. "
+            "Train with `mlsys train` (or the weekly_retraining job) and see ml.model_registry for the gate's reasons."
+        )
+    return json.loads(path.read_text())
+
+
+def production_version(serving_root: Path, model_name: str) -> ModelVersion:
+    pointer = read_pointer(serving_root)
+    if model_name not in pointer.get("models", {}):
+        raise NoProductionModelError(f"no production {model_name} model yet: none has passed the promotion gate")
+    entry = pointer["models"][model_name]
+    return ModelVersion(model_name, entry["version"], Path(entry["path"]))
+
+
+def write_pointer(serving_root: Path, versions: dict[str, ModelVersion], reason: str) -> None:
+    atomic_write_text(
+        pointer_path(serving_root),
+        json.dumps(
+            {
+                "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "reason": reason,
+                "models": {name: {"version": v.version, "path": str(v.path)} for name, v in sorted(versions.items())},
+            },
+            indent=2,
+        ),
+    )
