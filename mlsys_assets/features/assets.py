@@ -34,6 +34,15 @@ _flow_on_new_data = (
 )
 
 
+# Snapshots follow their day's customer_daily for the last few days. Plain eager() looks at the newest
+# partition only, which (end_offset=1) is today's, while deliveries usually carry yesterday.
+_snapshot_recent_days = (
+    AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
+    & AutomationCondition.in_latest_time_window(lookback_delta=dt.timedelta(days=3))
+    & AutomationCondition.all_deps_blocking_checks_passed()
+)
+
+
 def _partition_days(context: AssetExecutionContext) -> tuple[dt.date, dt.date]:
     window = context.partition_time_window
     return window.start.date(), window.end.date() - dt.timedelta(days=1)
@@ -117,7 +126,7 @@ class CustomerFeaturesConfig(Config):
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     deps=[AssetDep(["features", "customer_daily"]), AssetDep(["raw", "customers"])],
-    automation_condition=AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed(),
+    automation_condition=_snapshot_recent_days,
     pool=WAREHOUSE_POOL,
     kinds={"duckdb"},
     description=(
