@@ -54,6 +54,7 @@ ui: install
 	$(BIN)/dagster dev --host 127.0.0.1 --port 3000
 
 serve: install
+	@test -n "$$MLSYS_API_TOKEN" || { echo "set MLSYS_API_TOKEN first, e.g.: export MLSYS_API_TOKEN=\$$(openssl rand -hex 16)"; exit 1; }
 	$(BIN)/mlsys serve
 
 clean:

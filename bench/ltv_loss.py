@@ -12,7 +12,8 @@ import pandas as pd
 from catboost import CatBoostRegressor, Pool
 
 from mlsys_assets.features.snapshot import CATEGORICAL_FEATURES, FEATURES
-from mlsys_assets.ml.assets import LtvModelConfig, model_frame
+from mlsys_assets.ml.assets import LtvModelConfig
+from mlsys_assets.ml.scoring import model_frame
 from mlsys_assets.ml.metrics import spend_metrics
 
 LOSSES = ("Tweedie:variance_power=1.5", "Tweedie:variance_power=1.2", "Poisson", "RMSE")
@@ -36,8 +37,8 @@ def main() -> None:
                 depth=defaults.depth, l2_leaf_reg=defaults.l2_leaf_reg, random_seed=seed, verbose=False,
                 allow_writing_files=False,
             )
-            model.fit(Pool(model_frame(train, list(FEATURES)), train["label_spend"], cat_features=list(CATEGORICAL_FEATURES)))
-            predicted = model.predict(model_frame(holdout, list(FEATURES)))
+            model.fit(Pool(model_frame(train, list(FEATURES), list(CATEGORICAL_FEATURES)), train["label_spend"], cat_features=list(CATEGORICAL_FEATURES)))
+            predicted = model.predict(model_frame(holdout, list(FEATURES), list(CATEGORICAL_FEATURES)))
             rows.append({"loss": loss, "seed": seed, **spend_metrics(holdout["label_spend"].to_numpy(), predicted)})
     table = pd.DataFrame(rows).groupby("loss", sort=False).mean(numeric_only=True).drop(columns="seed")
     print(f"{len(train):,} training rows, {len(holdout):,} holdout rows; mean over {args.seeds} seeds")

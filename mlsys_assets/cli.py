@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -127,6 +128,28 @@ def train() -> None:
         sys.exit(1)
 
 
+@main.command()
+def predict() -> None:
+    """Score every customer as of the newest snapshot, write the action list, export the online store."""
+    from mlsys_assets.runs import score_newest_day
+
+    newest = score_newest_day(echo=click.echo)
+    if newest is None:
+        sys.exit(1)
+    layout = DataLayout(data_dir())
+    with _warehouse(layout).connect(read_only=True) as con:
+        rows, targets = con.execute(
+            "SELECT (SELECT count(*) FROM predictions.customer_predictions WHERE as_of = $1), "
+            "(SELECT count(*) FROM predictions.retention_targets WHERE as_of = $1)", [newest]
+        ).fetchone()
+    click.echo(
+        f"\npredictions.customer_predictions: {rows:,} customers scored as of {newest}\n"
+        f"predictions.retention_targets:    {targets:,} customers to contact; CSV: "
+        f"{layout.exports / 'retention_targets' / f'{newest}.csv'}\n"
+        f"online store for the API:         {layout.serving / 'online_features.parquet'}"
+    )
+
+
 @main.group()
 def models() -> None:
     """The model registry: list versions, promote one, roll back."""
@@ -247,9 +270,19 @@ def sql(query: str, data_dir: str | None) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
-def serve(host: str, port: int) -> None:
-    """Start the prediction API (arrives with the serving issue)."""
-    raise click.ClickException("the REST API is not built yet; see the serving issue")
+@data_dir_option
+def serve(host: str, port: int, data_dir: str | None) -> None:
+    """Start the prediction API (one uvicorn worker; scale out with more processes behind a balancer)."""
+    import uvicorn
+
+    if not os.environ.get("MLSYS_API_TOKEN"):
+        raise click.ClickException("set MLSYS_API_TOKEN: every prediction route requires it as a bearer token")
+    os.environ["MLSYS_DATA_DIR"] = str(_layout(data_dir).root)
+    click.echo(f"mlsys API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {_layout(data_dir).serving}")
+    # One worker on purpose: uvicorn 0.54 leaves Nagle's algorithm on with --workers > 1, adding ~40 ms to
+    # keep-alive responses (uvicorn issue 3149); more throughput = more single-worker processes.
+    uvicorn.run("mlsys_assets.api.app:app_from_env", factory=True, host=host, port=port, workers=1,
+                log_level="info", access_log=False)
 
 
 def _print_status(root: Path) -> None:

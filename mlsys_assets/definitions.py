@@ -16,8 +16,16 @@ from mlsys_assets.features.assets import customer_daily, customer_features
 from mlsys_assets.ingest.assets import raw_customers, raw_transactions
 from mlsys_assets.ingest.checks import transactions_freshness
 from mlsys_assets.ingest.sensors import ingest_customers_job, ingest_transactions_job, landing_sensor
-from mlsys_assets.jobs import features_job, retraining_job, weekly_retraining
+from mlsys_assets.jobs import (
+    daily_scoring_job,
+    daily_scoring_schedule,
+    features_job,
+    online_store_job,
+    retraining_job,
+    weekly_retraining,
+)
 from mlsys_assets.ml.assets import churn_model, ltv_model, model_evaluation, model_registry, training_examples
+from mlsys_assets.predictions.assets import customer_predictions, online_features, retention_targets
 from mlsys_assets.resources import ForecastSettings, LandingZone, Warehouse
 from mlsys_assets.settings import DataLayout, data_dir
 
@@ -28,10 +36,12 @@ def build_definitions(data_root: Path | str | None = None) -> Definitions:
             raw_transactions, raw_customers,
             customer_daily, customer_features,
             training_examples, ltv_model, churn_model, model_evaluation, model_registry,
+            customer_predictions, retention_targets, online_features,
         ],
         asset_checks=[transactions_freshness],
-        jobs=[ingest_transactions_job, ingest_customers_job, features_job, retraining_job],
-        schedules=[weekly_retraining],
+        jobs=[ingest_transactions_job, ingest_customers_job, features_job, retraining_job, daily_scoring_job,
+              online_store_job],
+        schedules=[weekly_retraining, daily_scoring_schedule],
         sensors=[
             landing_sensor,
             # Dagster ships its automation sensor stopped; this one runs from the start.

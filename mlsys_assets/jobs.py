@@ -1,10 +1,22 @@
 """Jobs and schedules beyond the ingest jobs (which live beside the landing sensor)."""
 
-from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job, in_process_executor
+import datetime as dt
+
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    define_asset_job,
+    in_process_executor,
+    schedule,
+)
 
 from mlsys_assets.features.assets import customer_daily, customer_features
 from mlsys_assets.ml.assets import churn_model, ltv_model, model_evaluation, model_registry, training_examples
 from mlsys_assets.partitions import daily_partitions
+from mlsys_assets.predictions.assets import customer_predictions, online_features, retention_targets
 from mlsys_assets.settings import retraining_cron
 
 # Five steps that each take seconds, serialized by the warehouse pool where they write: in-process.
@@ -30,3 +42,25 @@ features_job = define_asset_job(
     executor_def=in_process_executor,
     description="Rebuild customer_daily and the feature snapshots for a day or a range of days.",
 )
+
+daily_scoring_job = define_asset_job(
+    "daily_scoring",
+    selection=AssetSelection.assets(customer_features, customer_predictions, retention_targets),
+    partitions_def=daily_partitions,
+    executor_def=in_process_executor,
+    description="The day's feature snapshot, predictions for every customer and the retention action list.",
+)
+online_store_job = define_asset_job(
+    "export_online_store",
+    selection=AssetSelection.assets(online_features),
+    executor_def=in_process_executor,
+    description="Export the newest feature snapshot for the API.",
+)
+
+
+@schedule(job=daily_scoring_job, cron_schedule="0 6 * * *", execution_timezone="UTC",
+          default_status=DefaultScheduleStatus.RUNNING,
+          description="Backs up automation: scores yesterday's snapshot every morning at 06:00 UTC.")
+def daily_scoring_schedule(context: ScheduleEvaluationContext) -> RunRequest:
+    yesterday = (context.scheduled_execution_time - dt.timedelta(days=1)).date().isoformat()
+    return RunRequest(run_key=f"daily_scoring:{yesterday}", partition_key=yesterday)

@@ -87,3 +87,22 @@ def refresh_features(echo: Echo = print) -> bool:
 def retrain(echo: Echo = print) -> bool:
     with instance() as dagster_instance:
         return run_job(dagster_instance, defs.resolve_job_def("weekly_retraining"), "weekly_retraining", echo).success
+
+
+def score_newest_day(echo: Echo = print) -> dt.date | None:
+    """Predictions and retention targets for the newest snapshot, then the online store export."""
+    warehouse: Warehouse = defs.resources["warehouse"]
+    with warehouse.connect(read_only=True) as con:
+        newest = con.execute("SELECT max(as_of) FROM features.customer_features").fetchone()[0]
+    if newest is None:
+        echo("no feature snapshot yet: run `mlsys features` first")
+        return None
+    scoring = defs.resolve_job_def("daily_scoring").get_subset(
+        asset_selection={AssetKey(["predictions", "customer_predictions"]), AssetKey(["predictions", "retention_targets"])}
+    )
+    with instance() as dagster_instance:
+        if not run_job(dagster_instance, scoring, f"daily_scoring {newest}", echo, _range_tags(newest, newest)).success:
+            return None
+        if not run_job(dagster_instance, defs.resolve_job_def("export_online_store"), "export_online_store", echo).success:
+            return None
+    return newest

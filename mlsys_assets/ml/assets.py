@@ -33,6 +33,7 @@ from mlsys_assets.ml import registry
 from mlsys_assets.ml.charts import calibration_chart, gains_chart, importance_chart, markdown_image
 from mlsys_assets.ml.metrics import churn_metrics, spend_metrics
 from mlsys_assets.ml.model_store import ModelVersion, read_pointer, save_version, version_from_path
+from mlsys_assets.ml.scoring import model_frame
 from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse
 
 SQL_DIR = Path(__file__).parent
@@ -69,17 +70,6 @@ def _window_column(prefix: str, horizon_days: int) -> tuple[str, float]:
     """The snapshot window matching the horizon, and the factor that scales it to the horizon."""
     days = min(WINDOWS_DAYS, key=lambda w: abs(w - horizon_days))
     return f"{prefix}_{days}", horizon_days / days
-
-
-def model_frame(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
-    """Features as CatBoost takes them: categoricals as strings, numbers as floats (NaN = missing)."""
-    matrix = frame[features].copy()
-    for column in features:
-        if column in CATEGORICAL_FEATURES:
-            matrix[column] = matrix[column].astype(str)
-        else:
-            matrix[column] = matrix[column].astype(float)
-    return matrix
 
 
 def load_examples(warehouse: Warehouse, split: str | None = None) -> pd.DataFrame:
@@ -196,8 +186,8 @@ def _train(
         model, target = CatBoostRegressor(**params), "label_spend"
     else:
         model, target = CatBoostClassifier(**params), "churned"
-    model.fit(Pool(model_frame(train, features), train[target], cat_features=list(CATEGORICAL_FEATURES)))
-    holdout_matrix = model_frame(holdout, features)
+    model.fit(Pool(model_frame(train, features, list(CATEGORICAL_FEATURES)), train[target], cat_features=list(CATEGORICAL_FEATURES)))
+    holdout_matrix = model_frame(holdout, features, list(CATEGORICAL_FEATURES))
     if model_name == "ltv":
         metrics = spend_metrics(holdout["label_spend"].to_numpy(), model.predict(holdout_matrix))
     else:
@@ -314,7 +304,7 @@ def _score(version: ModelVersion, holdout: pd.DataFrame) -> np.ndarray | None:
     if not set(card["features"]) <= set(holdout.columns):
         return None  # an older feature set: cannot be scored on today's snapshot
     model = version.load()
-    matrix = model_frame(holdout, card["features"])
+    matrix = model_frame(holdout, card["features"], card.get("categorical_features", []))
     return model.predict(matrix) if version.model == "ltv" else model.predict_proba(matrix)[:, 1]
 
 

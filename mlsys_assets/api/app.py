@@ -1,0 +1,208 @@
+"""The prediction API (FastAPI). Start it with `mlsys serve` or `make serve`.
+
+Settings come from the environment: MLSYS_DATA_DIR, MLSYS_API_TOKEN (required), MLSYS_API_BATCH_LIMIT
+(default 1000 ids), MLSYS_API_MAX_BODY_BYTES (default 1 MiB), MLSYS_API_RELOAD_SECONDS (default 1).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import os
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from mlsys_assets.api.schemas import BatchRequest, BatchResponse, CustomerRequest, FeaturePayload, Prediction
+from mlsys_assets.api.state import ServingState, StateHolder
+
+log = logging.getLogger("mlsys.api")
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    serving_root: Path
+    token: str
+    batch_limit: int = 1000
+    max_body_bytes: int = 1 << 20
+    reload_seconds: float = 1.0
+
+    @classmethod
+    def from_env(cls) -> ApiSettings:
+        token = os.environ.get("MLSYS_API_TOKEN", "")
+        if not token:
+            raise RuntimeError("MLSYS_API_TOKEN is not set: the API refuses to start without a bearer token")
+        return cls(
+            serving_root=Path(os.environ.get("MLSYS_DATA_DIR", "data")).resolve() / "serving",
+            token=token,
+            batch_limit=int(os.environ.get("MLSYS_API_BATCH_LIMIT", "1000")),
+            max_body_bytes=int(os.environ.get("MLSYS_API_MAX_BODY_BYTES", str(1 << 20))),
+            reload_seconds=float(os.environ.get("MLSYS_API_RELOAD_SECONDS", "1")),
+        )
+
+
+class BodySizeLimit:
+    """Refuses request bodies above the limit with 413, before they are read into memory."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and int(declared) > self.max_bytes:
+            return await self._reject(send)
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _BodyTooLarge:
+            await self._reject(send)
+
+    async def _reject(self, send):
+        body = b'{"detail":"request body too large"}'
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings.from_env()
+    holder = StateHolder(settings.serving_root, settings.reload_seconds)
+    bearer = HTTPBearer(auto_error=False)
+    expected_token = settings.token.encode()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        holder.start()
+        yield
+        holder.stop()
+
+    app = FastAPI(
+        title="mlsys prediction API",
+        version="1",
+        description="Customer LTV and churn forecasts from the production models. Every route but /v1/health "
+                    "needs `Authorization: Bearer $MLSYS_API_TOKEN`.",
+        lifespan=lifespan,
+    )
+    app.state.holder = holder
+
+    def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        presented = credentials.credentials.encode() if credentials else b""
+        if not hmac.compare_digest(presented, expected_token):
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    def serving() -> ServingState:
+        state = holder.state
+        if state is None:
+            raise HTTPException(status_code=503, detail=f"no model is being served: {holder.last_error or 'loading'}")
+        return state
+
+    def answer(state: ServingState, customer_id: str | None, spend: float, churn: float, segment: str) -> Prediction:
+        return Prediction(customer_id=customer_id, predicted_spend=spend, churn_probability=churn, risk_segment=segment,
+                          horizon_days=state.horizon_days, features_as_of=state.features_as_of,
+                          model_versions=state.versions)
+
+    @app.post("/v1/predict", response_model=Prediction, dependencies=[Depends(authorized)])
+    async def predict(request: CustomerRequest, state: ServingState = Depends(serving)) -> Prediction:
+        found = state.predictions.get(request.customer_id)
+        if found is None:
+            raise HTTPException(
+                status_code=404,
+                detail=f"unknown customer {request.customer_id!r}: not in the online feature store as of "
+                       f"{state.features_as_of}; POST its features to /v1/predict/features instead",
+            )
+        return answer(state, request.customer_id, *found)
+
+    @app.post("/v1/predict/batch", response_model=BatchResponse, dependencies=[Depends(authorized)])
+    async def predict_batch(request: BatchRequest, state: ServingState = Depends(serving)) -> BatchResponse:
+        if len(request.customer_ids) > settings.batch_limit:
+            raise HTTPException(status_code=413, detail=f"{len(request.customer_ids)} customer ids: at most "
+                                                        f"{settings.batch_limit} per request")
+        predictions, unknown = [], []
+        for customer_id in request.customer_ids:
+            found = state.predictions.get(customer_id)
+            if found is None:
+                unknown.append(customer_id)
+            else:
+                predictions.append(answer(state, customer_id, *found))
+        return BatchResponse(predictions=predictions, unknown_customer_ids=unknown)
+
+    @app.post("/v1/predict/features", response_model=Prediction, dependencies=[Depends(authorized)])
+    async def predict_features(payload: FeaturePayload, state: ServingState = Depends(serving)) -> Prediction:
+        row = payload.model_dump()
+        day = row.pop("as_of") or state.features_as_of
+        season = 2 * math.pi * pd.Timestamp(day).dayofyear / 365.25
+        row.update(season_sin=math.sin(season), season_cos=math.cos(season))
+        frame = pd.DataFrame([row]).astype({k: float for k, v in row.items() if v is None})
+        scores = await run_in_threadpool(state.models.score, frame)
+        first = scores.iloc[0]
+        return answer(state, None, float(first["predicted_spend"]), float(first["churn_probability"]),
+                      str(first["risk_segment"]))
+
+    @app.get("/v1/health")
+    async def health() -> dict:
+        state = holder.state
+        return {
+            "status": "ok" if state else "not_ready",
+            "models": state.versions if state else None,
+            "features_as_of": str(state.features_as_of) if state else None,
+            "customers": len(state.predictions) if state else 0,
+            "loaded_at": state.loaded_at.isoformat() if state else None,
+            "reloads": holder.reloads,
+            "last_reload_error": holder.last_error,
+        }
+
+    @app.get("/v1/models", dependencies=[Depends(authorized)])
+    async def models(state: ServingState = Depends(serving)) -> dict:
+        described = {}
+        for name, loaded in (("ltv", state.models.ltv), ("churn", state.models.churn)):
+            card = loaded.version.card()
+            described[name] = {
+                "version": loaded.version.version,
+                "trained_at": card.get("trained_at"),
+                "training_window": card.get("training_window", {}).get("first_as_of", "") + " … "
+                                   + card.get("training_window", {}).get("last_as_of", ""),
+                "holdout_as_of": card.get("holdout_as_of"),
+                "holdout_metrics": card.get("metrics", {}).get("holdout"),
+                "features": loaded.features,
+            }
+        return described
+
+    @app.get("/v1/bare", include_in_schema=False)
+    async def bare() -> dict:
+        """A constant answer: the floor this stack allows (bench/serving.py compares against it)."""
+        return {"ok": True}
+
+    @app.exception_handler(Exception)
+    async def no_stack_traces(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(status_code=500, content={"detail": "internal error; see the server log"})
+
+    return BodySizeLimit(app, settings.max_body_bytes)
+
+
+def app_from_env():
+    """uvicorn factory: `uvicorn --factory mlsys_assets.api.app:app_from_env`."""
+    return create_app()

@@ -1,0 +1,257 @@
+"""Predictions layer: daily scores for every customer, the retention action list, and the online store.
+
+Every row is scored by the production models named in the registry's pointer (never the newest file),
+through `ProductionModels.score`, the same function the API uses.
+"""
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    AutomationCondition,
+    BackfillPolicy,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+import numpy as np
+from pydantic import Field
+
+from mlsys_assets.metadata import ddl_column_schema, markdown_table
+from mlsys_assets.ml.model_store import NoProductionModelError
+from mlsys_assets.ml.scoring import ProductionModels
+from mlsys_assets.partitions import daily_partitions
+from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse
+
+PREDICTION_TABLES_DDL = (Path(__file__).parent / "prediction_tables.sql").read_text()
+CUSTOMER_FEATURES, MODEL_REGISTRY = ["features", "customer_features"], ["ml", "model_registry"]
+CUSTOMER_PREDICTIONS = ["predictions", "customer_predictions"]
+
+# New snapshots (recent days) or a newly promoted model lead to fresh predictions.
+_on_new_features_or_model = (
+    AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
+    & AutomationCondition.in_latest_time_window(lookback_delta=dt.timedelta(days=3))
+    & AutomationCondition.all_deps_blocking_checks_passed()
+)
+
+
+def _days(context: AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    window = context.partition_time_window
+    return window.start.date(), window.end.date() - dt.timedelta(days=1)
+
+
+def load_production(serving_root: Path) -> ProductionModels:
+    try:
+        return ProductionModels.load(serving_root)
+    except NoProductionModelError as exc:
+        raise Failure(description=str(exc)) from exc
+
+
+@asset(
+    key=CUSTOMER_PREDICTIONS,
+    group_name="predictions",
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[AssetDep(CUSTOMER_FEATURES), AssetDep(MODEL_REGISTRY)],
+    automation_condition=_on_new_features_or_model,
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb", "catboost"},
+    description=(
+        "Every customer known as of the day, scored by the production models: forecast spend and churn "
+        "probability over the horizon, a churn-risk segment, the value decile, and the model versions that "
+        "made the row. Re-running a day replaces it."
+    ),
+    metadata={"dagster/column_schema": ddl_column_schema(PREDICTION_TABLES_DDL, "predictions.customer_predictions"),
+              "dagster/table_name": "predictions.customer_predictions"},
+    check_specs=[AssetCheckSpec("prediction_sanity", asset=CUSTOMER_PREDICTIONS, blocking=True,
+                                description="Spend >= 0, churn probability in [0, 1], one row per customer and day, "
+                                            "every customer of the snapshot scored.")],
+)
+def customer_predictions(
+    context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, forecast: ForecastSettings
+) -> MaterializeResult:
+    start, end = _days(context)
+    models = load_production(landing.layout.serving)
+    with warehouse.connect() as con:
+        con.execute(PREDICTION_TABLES_DDL)
+        features = con.execute(
+            "SELECT * FROM features.customer_features WHERE as_of BETWEEN ? AND ? ORDER BY as_of, customer_id",
+            [start, end],
+        ).df()
+        if features.empty:
+            raise Failure(description=f"no feature snapshot for {start} … {end}: materialize features/customer_features first")
+        scores = models.score(features)
+        scored = features[["as_of", "customer_id"]].join(scores)
+        scored["as_of"] = scored["as_of"].dt.date
+        share = scored.groupby("as_of")["predicted_spend"].rank(method="first", pct=True)
+        scored["value_decile"] = np.ceil(share * 10).astype(int)
+        con.register("_scored", scored)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("DELETE FROM predictions.customer_predictions WHERE as_of BETWEEN ? AND ?", [start, end])
+            con.execute(
+                """
+                INSERT INTO predictions.customer_predictions
+                SELECT as_of, customer_id, predicted_spend, churn_probability, risk_segment, value_decile,
+                       ?, ?, ?, now(), ? FROM _scored
+                """,
+                [forecast.horizon_days, models.ltv.version.version, models.churn.version.version, context.run_id],
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        con.unregister("_scored")
+        bad_values, duplicates, missing = con.execute(
+            """
+            SELECT (SELECT count(*) FROM predictions.customer_predictions WHERE as_of BETWEEN $1 AND $2
+                      AND (predicted_spend < 0 OR churn_probability NOT BETWEEN 0 AND 1 OR isnan(predicted_spend))),
+                   (SELECT count(*) - count(DISTINCT (as_of, customer_id)) FROM predictions.customer_predictions
+                      WHERE as_of BETWEEN $1 AND $2),
+                   (SELECT count(*) FROM features.customer_features f WHERE f.as_of BETWEEN $1 AND $2
+                      AND NOT EXISTS (SELECT 1 FROM predictions.customer_predictions p
+                                      WHERE p.as_of = f.as_of AND p.customer_id = f.customer_id))
+            """,
+            [start, end],
+        ).fetchone()
+        segments = markdown_table(
+            con,
+            """SELECT risk_segment, count(*) AS customers, round(avg(churn_probability), 3) AS mean_churn,
+                      round(sum(predicted_spend), 2) AS forecast_spend
+               FROM predictions.customer_predictions WHERE as_of = ? GROUP BY ALL ORDER BY mean_churn""",
+            [end],
+        )
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": len(scored),
+            "as_of": f"{start} … {end}",
+            "ltv_version": models.ltv.version.version,
+            "churn_version": models.churn.version.version,
+            "forecast_spend_total": float(scored["predicted_spend"].sum()),
+            "mean_churn_probability": float(scored["churn_probability"].mean()),
+            "by_risk_segment": segments,
+        },
+        check_results=[AssetCheckResult(
+            check_name="prediction_sanity", passed=bad_values == 0 and duplicates == 0 and missing == 0,
+            metadata={"out_of_range": bad_values, "duplicates": duplicates, "unscored_customers": missing},
+        )],
+    )
+
+
+class RetentionTargetsConfig(Config):
+    min_value_decile: int = Field(default=10, description="Only customers in this predicted-spend decile or above.")
+    min_churn_probability: float = Field(default=0.5, description="Only customers at least this likely to churn.")
+
+
+@asset(
+    key=["predictions", "retention_targets"],
+    group_name="predictions",
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[AssetDep(CUSTOMER_PREDICTIONS)],
+    automation_condition=_on_new_features_or_model,
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb", "csv"},
+    description=(
+        "The retention team's action list: customers in the top predicted-spend decile whose churn probability "
+        "is at least 0.5 (both configurable), ranked by value at risk (forecast spend x churn probability). "
+        "Also exported as data/exports/retention_targets/<day>.csv."
+    ),
+    metadata={"dagster/column_schema": ddl_column_schema(PREDICTION_TABLES_DDL, "predictions.retention_targets"),
+              "dagster/table_name": "predictions.retention_targets"},
+)
+def retention_targets(
+    context: AssetExecutionContext, config: RetentionTargetsConfig, warehouse: Warehouse, landing: LandingZone
+) -> MaterializeResult:
+    start, end = _days(context)
+    export_dir = landing.layout.exports / "retention_targets"
+    export_dir.mkdir(parents=True, exist_ok=True)
+    with warehouse.connect() as con:
+        con.execute(PREDICTION_TABLES_DDL)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("DELETE FROM predictions.retention_targets WHERE as_of BETWEEN ? AND ?", [start, end])
+            con.execute(
+                """
+                INSERT INTO predictions.retention_targets
+                SELECT as_of, customer_id, predicted_spend, churn_probability, value_decile,
+                       predicted_spend * churn_probability AS value_at_risk,
+                       row_number() OVER (PARTITION BY as_of ORDER BY predicted_spend * churn_probability DESC, customer_id),
+                       ltv_version, churn_version
+                FROM predictions.customer_predictions
+                WHERE as_of BETWEEN ? AND ? AND value_decile >= ? AND churn_probability >= ?
+                """,
+                [start, end, config.min_value_decile, config.min_churn_probability],
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        counts = dict(con.execute(
+            "SELECT as_of, count(*) FROM predictions.retention_targets WHERE as_of BETWEEN ? AND ? GROUP BY ALL",
+            [start, end]).fetchall())
+        day = start
+        while day <= end:
+            target = export_dir / f"{day}.csv"
+            temporary = export_dir / f".{day}.csv.tmp-{os.getpid()}"
+            con.execute(
+                f"COPY (SELECT * FROM predictions.retention_targets WHERE as_of = ? ORDER BY priority) "
+                f"TO '{temporary}' (HEADER, DELIMITER ',')",
+                [day],
+            )
+            os.replace(temporary, target)
+            day += dt.timedelta(days=1)
+        preview = markdown_table(
+            con, "SELECT priority, customer_id, round(predicted_spend, 2) AS predicted_spend, "
+                 "round(churn_probability, 3) AS churn_probability, round(value_at_risk, 2) AS value_at_risk "
+                 "FROM predictions.retention_targets WHERE as_of = ? ORDER BY priority LIMIT 10", [end])
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(counts.values()),
+            "targets_on_newest_day": counts.get(end, 0),
+            "csv": MetadataValue.path(str(export_dir / f"{end}.csv")),
+            "rule": f"value decile >= {config.min_value_decile} and churn probability >= {config.min_churn_probability}",
+            "top_targets": preview,
+        }
+    )
+
+
+@asset(
+    key=["predictions", "online_features"],
+    group_name="predictions",
+    deps=[AssetDep(CUSTOMER_FEATURES), AssetDep(MODEL_REGISTRY)],
+    automation_condition=AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed(),
+    pool=WAREHOUSE_POOL,
+    kinds={"parquet"},
+    description=(
+        "The online store: the newest feature snapshot exported to data/serving/online_features.parquet for the "
+        "REST API, written to a temporary file and renamed (a reader never sees half a file). The API reads it "
+        "and the production pointer; it never opens the warehouse."
+    ),
+)
+def online_features(context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone) -> MaterializeResult:
+    serving = landing.layout.serving
+    serving.mkdir(parents=True, exist_ok=True)
+    target = serving / "online_features.parquet"
+    temporary = serving / f".online_features.parquet.tmp-{os.getpid()}"
+    with warehouse.connect() as con:
+        newest = con.execute("SELECT max(as_of) FROM features.customer_features").fetchone()[0]
+        if newest is None:
+            raise Failure(description="features.customer_features is empty: materialize a snapshot first")
+        con.execute(
+            f"COPY (SELECT * FROM features.customer_features WHERE as_of = ? ORDER BY customer_id) "
+            f"TO '{temporary}' (FORMAT parquet)",
+            [newest],
+        )
+        rows = con.execute(f"SELECT count(*) FROM read_parquet('{temporary}')").fetchone()[0]
+    os.replace(temporary, target)
+    return MaterializeResult(
+        metadata={"dagster/row_count": rows, "as_of": str(newest), "path": MetadataValue.path(str(target))}
+    )
