@@ -40,9 +40,12 @@ demo: install
 	$(BIN)/mlsys ingest
 	$(BIN)/mlsys features
 	$(BIN)/mlsys train
+	$(BIN)/mlsys predict
 	@echo
-	@echo "Next: make ui  -> http://127.0.0.1:3000 (assets, runs, checks)"
-	@echo "      $(BIN)/mlsys sql \"SELECT reason, count(*) FROM raw.quarantine GROUP BY ALL\""
+	@echo "Next:"
+	@echo "  make ui      -> http://127.0.0.1:3000 (assets, runs, checks, evaluation charts)"
+	@echo "  the API      -> export MLSYS_API_TOKEN=demo-token; make serve   (then see README: curl examples)"
+	@echo "  SQL          -> $(BIN)/mlsys sql \"SELECT * FROM predictions.retention_targets ORDER BY priority LIMIT 10\""
 
 ingest: install
 	$(BIN)/mlsys ingest

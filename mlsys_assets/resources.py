@@ -106,3 +106,21 @@ class ForecastSettings(ConfigurableResource):
     """What the platform forecasts; shared by features, training, scoring and monitoring so they agree."""
 
     horizon_days: int = Field(default=90, description="H: forecasts and labels cover the H days after the as-of day.")
+
+
+class MonitoringSettings(ConfigurableResource):
+    """Thresholds of the monitoring alerts and the drift-triggered retraining (docs/monitoring.md says why)."""
+
+    drift_share_threshold: float = Field(
+        default=0.3, description="Alert when more than this share of the monitored columns drifted.")
+    watched_top_features: int = Field(
+        default=5, description="Alert when any of the production model's this-many most important features drifted.")
+    performance_tolerance: float = Field(
+        default=0.05, description="Alert when matured Gini or ROC-AUC is this much below the model's own evaluation.")
+    alert_severity: str = Field(default="ERROR", description="Severity of the drift and performance checks: WARN or ERROR.")
+    row_cap: int = Field(default=100_000, description="Rows sampled per side of a report (deterministic by seed).")
+    seed: int = 7
+    report_retention_days: int = Field(
+        default=30, description="HTML reports kept per kind (each embeds ~4 MB of script); snapshots stay in the warehouse.")
+    retraining_cooldown_hours: float = Field(
+        default=72.0, description="After a drift-triggered retraining, further alerts wait this long.")

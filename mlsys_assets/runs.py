@@ -7,10 +7,18 @@ With DAGSTER_HOME set (the Makefile sets it to .dagster/), runs land in the same
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Callable
 
-from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, JobDefinition
+from dagster import (
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    EventRecordsFilter,
+    ExecuteInProcessResult,
+    JobDefinition,
+)
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from mlsys_assets.definitions import defs
@@ -106,3 +114,54 @@ def score_newest_day(echo: Echo = print) -> dt.date | None:
         if not run_job(dagster_instance, defs.resolve_job_def("export_online_store"), "export_online_store", echo).success:
             return None
     return newest
+
+
+MONITORING_REPORTS = ("data_quality_report", "feature_drift_report", "prediction_drift_report", "model_performance_report")
+
+
+def monitor_newest_day(echo: Echo = print) -> bool:
+    """Monitoring reports for the newest prediction day, then one evaluation of the drift_retraining sensor.
+
+    The performance report needs the forecasts made H days earlier; when there are none (a fresh
+    demo), that day's snapshot and predictions are backfilled first with the current production model,
+    whose training labels end before that day, so the backfill is still point-in-time correct.
+    """
+    from dagster import build_sensor_context
+
+    from mlsys_assets.monitoring.sensors import drift_retraining
+
+    warehouse: Warehouse = defs.resources["warehouse"]
+    horizon = defs.resources["forecast"].horizon_days
+    with warehouse.connect(read_only=True) as con:
+        newest = con.execute("SELECT max(as_of) FROM predictions.customer_predictions").fetchone()[0]
+        matured_day = newest - dt.timedelta(days=horizon) if newest else None
+        has_matured = matured_day and con.execute(
+            "SELECT count(*) FROM predictions.customer_predictions WHERE as_of = ?", [matured_day]).fetchone()[0]
+    if newest is None:
+        echo("no predictions yet: run `mlsys predict` first")
+        return False
+    with instance() as dagster_instance:
+        if not has_matured:
+            backfill = defs.resolve_job_def("daily_scoring").get_subset(asset_selection={
+                AssetKey(["features", "customer_features"]), AssetKey(["predictions", "customer_predictions"])})
+            if not run_job(dagster_instance, backfill, f"daily_scoring {matured_day} (for the performance report)",
+                           echo, _range_tags(matured_day, matured_day)).success:
+                return False
+        # The sensor should judge this run's checks only (the daemon's own sensor keeps a real cursor).
+        latest = dagster_instance.get_event_records(
+            EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION), limit=1, ascending=False)
+        cursor = json.dumps({"after": latest[0].storage_id if latest else 0, "last_trigger": 0.0})
+        reports = defs.resolve_job_def("monitoring_reports")
+        result = run_job(dagster_instance, reports, f"monitoring_reports {newest}", echo, _range_tags(newest, newest))
+        for evaluation in result.get_asset_check_evaluations():
+            echo(f"  check {evaluation.asset_key.to_user_string()} {evaluation.check_name}: "
+                 f"{'passed' if evaluation.passed else 'FAILED (' + evaluation.severity.value + ')'}")
+        context = build_sensor_context(instance=dagster_instance, cursor=cursor,
+                                       resources={"settings": defs.resources["settings"]})
+        sensed = drift_retraining(context)
+        if sensed.run_requests:
+            echo("drift_retraining: an alert was raised, retraining now (the gate decides what serves)")
+            return run_job(dagster_instance, defs.resolve_job_def("weekly_retraining"), "weekly_retraining", echo,
+                           sensed.run_requests[0].tags).success and result.success
+        echo(f"drift_retraining: {sensed.skip_message}")
+    return result.success

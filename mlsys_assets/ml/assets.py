@@ -6,6 +6,7 @@ materialization in the Dagster instance), never "the newest file" on disk.
 
 import datetime as dt
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 from string import Template
@@ -153,6 +154,17 @@ def training_examples(
     )
 
 
+REFERENCE_ROWS = 100_000
+
+
+def reference_sample(train: pd.DataFrame, features: list[str], predictions: np.ndarray, target: str, seed: int) -> pd.DataFrame:
+    """The training rows monitoring compares against: features, target and the model's own predictions."""
+    reference = train[["as_of", "customer_id", *features, target]].assign(prediction=predictions)
+    if len(reference) > REFERENCE_ROWS:
+        reference = reference.sample(REFERENCE_ROWS, random_state=seed)
+    return reference.reset_index(drop=True)
+
+
 class ModelConfig(Config):
     iterations: int = Field(default=400, description="Boosting rounds.")
     learning_rate: float = 0.05
@@ -186,12 +198,21 @@ def _train(
         model, target = CatBoostRegressor(**params), "label_spend"
     else:
         model, target = CatBoostClassifier(**params), "churned"
-    model.fit(Pool(model_frame(train, features, list(CATEGORICAL_FEATURES)), train[target], cat_features=list(CATEGORICAL_FEATURES)))
+    train_matrix = model_frame(train, features, list(CATEGORICAL_FEATURES))
+    model.fit(Pool(train_matrix, train[target], cat_features=list(CATEGORICAL_FEATURES)))
     holdout_matrix = model_frame(holdout, features, list(CATEGORICAL_FEATURES))
     if model_name == "ltv":
         metrics = spend_metrics(holdout["label_spend"].to_numpy(), model.predict(holdout_matrix))
+        train_predictions = model.predict(train_matrix)
     else:
         metrics = churn_metrics(holdout["churned"].to_numpy(), model.predict_proba(holdout_matrix)[:, 1])
+        train_predictions = model.predict_proba(train_matrix)[:, 1]
+    # CatBoost stamps a random guid and the wall-clock time into model.cbm; fixed values derived from
+    # the inputs make the file itself reproducible (same data, code and seed -> the same bytes).
+    inputs = json.dumps([params, features, len(train), float(train[target].sum()), str(train["as_of"].max())])
+    metadata = model.get_metadata()
+    metadata["model_guid"] = hashlib.sha256(inputs.encode()).hexdigest()[:32]
+    metadata["train_finish_time"] = str(train["as_of"].max().date())
     importance = model.get_feature_importance()
     train_days = sorted(train["as_of"].dt.date.unique())
     holdout_day = holdout["as_of"].dt.date.max()
@@ -216,7 +237,9 @@ def _train(
         "dagster_run_id": context.run_id,
     }
     layout = landing.layout
-    version = save_version(layout.models, model_name, model, card)
+    version = save_version(
+        layout.models, model_name, model, card, reference_sample(train, features, train_predictions, target, config.seed)
+    )
     with warehouse.connect() as con:
         registry.ensure_tables(con)
         registry.register_candidate(con, version, version.card(), context.run_id)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from catboost import CatBoost, CatBoostClassifier, CatBoostRegressor
 
 MODEL_KINDS = {"ltv": CatBoostRegressor, "churn": CatBoostClassifier}
@@ -39,6 +40,11 @@ class ModelVersion:
     def card_file(self) -> Path:
         return self.path / "card.json"
 
+    @property
+    def reference_file(self) -> Path:
+        """A sample of the training rows with the model's own predictions: the drift reference."""
+        return self.path / "reference.parquet"
+
     def card(self) -> dict[str, Any]:
         return json.loads(self.card_file.read_text())
 
@@ -55,11 +61,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def save_version(models_root: Path, model_name: str, model: CatBoost, card: dict[str, Any]) -> ModelVersion:
+def save_version(
+    models_root: Path, model_name: str, model: CatBoost, card: dict[str, Any], reference: pd.DataFrame | None = None
+) -> ModelVersion:
     """Write a new immutable version; its id is the UTC time plus a hash of the model file."""
     staging = models_root / model_name / f".staging-{os.getpid()}"
     staging.mkdir(parents=True, exist_ok=True)
     model.save_model(str(staging / "model.cbm"))
+    if reference is not None:
+        reference.to_parquet(staging / "reference.parquet", index=False)
     digest = hashlib.sha256((staging / "model.cbm").read_bytes()).hexdigest()[:8]
     version = f"{model_name}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{digest}"
     card = {**card, "model": model_name, "version": version, "model_sha256_prefix": digest}
