@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Two years: the models learn the yearly season from the first year's windows.
 DEMO_CUSTOMERS ?= 5000
 DEMO_DAYS ?= 730
-TEST_ARGS ?=
+TEST_ARGS ?= -n 2
 
 .PHONY: install demo ingest test ui serve clean
 

@@ -150,6 +150,41 @@ def predict() -> None:
     )
 
 
+@main.command()
+def monitor() -> None:
+    """Run the Evidently reports for the newest prediction day and react to any alert like the sensor does."""
+    from mlsys_assets.runs import monitor_newest_day
+
+    ok = monitor_newest_day(echo=click.echo)
+    click.echo(f"\nReports: {DataLayout(data_dir()).reports / 'index.html'} (opens offline)")
+    if not ok:
+        sys.exit(1)
+
+
+@main.group()
+def reports() -> None:
+    """Monitoring reports kept in the warehouse."""
+
+
+@reports.command(name="render")
+@click.argument("report_id")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the HTML (default: the report's own path under data/reports).")
+@data_dir_option
+def reports_render(report_id: str, out: Path | None, data_dir: str | None) -> None:
+    """Rebuild a report's HTML from its snapshot in monitoring.reports (also for pruned reports)."""
+    from mlsys_assets.monitoring.evidently_reports import render_html
+
+    layout = _layout(data_dir)
+    with _warehouse(layout).connect(read_only=True) as con:
+        row = con.execute("SELECT snapshot_json, html_path FROM monitoring.reports WHERE report_id = ?",
+                          [report_id]).fetchone()
+    if row is None:
+        raise click.ClickException(f"no report {report_id!r} in monitoring.reports")
+    target = render_html(row[0], out or Path(row[1]))
+    click.echo(f"wrote {target}")
+
+
 @main.group()
 def models() -> None:
     """The model registry: list versions, promote one, roll back."""
@@ -279,8 +314,10 @@ def serve(host: str, port: int, data_dir: str | None) -> None:
         raise click.ClickException("set MLSYS_API_TOKEN: every prediction route requires it as a bearer token")
     os.environ["MLSYS_DATA_DIR"] = str(_layout(data_dir).root)
     click.echo(f"mlsys API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {_layout(data_dir).serving}")
-    # One worker on purpose: uvicorn 0.54 leaves Nagle's algorithm on with --workers > 1, adding ~40 ms to
-    # keep-alive responses (uvicorn issue 3149); more throughput = more single-worker processes.
+    # One worker per process: with --workers > 1 uvicorn 0.54 on the asyncio loop leaves Nagle's algorithm
+    # on (~40 ms per keep-alive response, uvicorn issue 3149; measured in docs/benchmarks.md). uvloop, which
+    # uvicorn[standard] brings and uvicorn picks by default, does not show it, but one worker per process
+    # avoids the question; more throughput = more processes behind a balancer.
     uvicorn.run("mlsys_assets.api.app:app_from_env", factory=True, host=host, port=port, workers=1,
                 log_level="info", access_log=False)
 

@@ -20,13 +20,21 @@ from mlsys_assets.jobs import (
     daily_scoring_job,
     daily_scoring_schedule,
     features_job,
+    monitoring_job,
     online_store_job,
     retraining_job,
     weekly_retraining,
 )
 from mlsys_assets.ml.assets import churn_model, ltv_model, model_evaluation, model_registry, training_examples
+from mlsys_assets.monitoring.assets import (
+    data_quality_report,
+    feature_drift_report,
+    model_performance_report,
+    prediction_drift_report,
+)
+from mlsys_assets.monitoring.sensors import drift_retraining
 from mlsys_assets.predictions.assets import customer_predictions, online_features, retention_targets
-from mlsys_assets.resources import ForecastSettings, LandingZone, Warehouse
+from mlsys_assets.resources import ForecastSettings, LandingZone, MonitoringSettings, Warehouse
 from mlsys_assets.settings import DataLayout, data_dir
 
 def build_definitions(data_root: Path | str | None = None) -> Definitions:
@@ -37,13 +45,15 @@ def build_definitions(data_root: Path | str | None = None) -> Definitions:
             customer_daily, customer_features,
             training_examples, ltv_model, churn_model, model_evaluation, model_registry,
             customer_predictions, retention_targets, online_features,
+            data_quality_report, feature_drift_report, prediction_drift_report, model_performance_report,
         ],
         asset_checks=[transactions_freshness],
         jobs=[ingest_transactions_job, ingest_customers_job, features_job, retraining_job, daily_scoring_job,
-              online_store_job],
+              online_store_job, monitoring_job],
         schedules=[weekly_retraining, daily_scoring_schedule],
         sensors=[
             landing_sensor,
+            drift_retraining,
             # Dagster ships its automation sensor stopped; this one runs from the start.
             AutomationConditionSensorDefinition(
                 "automation", target=AssetSelection.all(), default_status=DefaultSensorStatus.RUNNING
@@ -57,6 +67,7 @@ def build_definitions(data_root: Path | str | None = None) -> Definitions:
             "warehouse": Warehouse(path=str(layout.warehouse)),
             "landing": LandingZone(data_dir=str(layout.root)),
             "forecast": ForecastSettings(),
+            "settings": MonitoringSettings(),
         },
     )
 

@@ -15,6 +15,12 @@ from dagster import (
 
 from mlsys_assets.features.assets import customer_daily, customer_features
 from mlsys_assets.ml.assets import churn_model, ltv_model, model_evaluation, model_registry, training_examples
+from mlsys_assets.monitoring.assets import (
+    data_quality_report,
+    feature_drift_report,
+    model_performance_report,
+    prediction_drift_report,
+)
 from mlsys_assets.partitions import daily_partitions
 from mlsys_assets.predictions.assets import customer_predictions, online_features, retention_targets
 from mlsys_assets.settings import retraining_cron
@@ -64,3 +70,12 @@ online_store_job = define_asset_job(
 def daily_scoring_schedule(context: ScheduleEvaluationContext) -> RunRequest:
     yesterday = (context.scheduled_execution_time - dt.timedelta(days=1)).date().isoformat()
     return RunRequest(run_key=f"daily_scoring:{yesterday}", partition_key=yesterday)
+
+monitoring_job = define_asset_job(
+    "monitoring_reports",
+    selection=AssetSelection.assets(data_quality_report, feature_drift_report, prediction_drift_report,
+                                    model_performance_report),
+    partitions_def=daily_partitions,
+    executor_def=in_process_executor,
+    description="The day's Evidently reports: data quality, feature drift, prediction drift, matured performance.",
+)

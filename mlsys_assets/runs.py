@@ -11,14 +11,7 @@ import json
 import os
 from collections.abc import Callable
 
-from dagster import (
-    AssetKey,
-    DagsterEventType,
-    DagsterInstance,
-    EventRecordsFilter,
-    ExecuteInProcessResult,
-    JobDefinition,
-)
+from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, JobDefinition
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from mlsys_assets.definitions import defs
@@ -128,7 +121,7 @@ def monitor_newest_day(echo: Echo = print) -> bool:
     """
     from dagster import build_sensor_context
 
-    from mlsys_assets.monitoring.sensors import drift_retraining
+    from mlsys_assets.monitoring.sensors import drift_retraining, new_alerts
 
     warehouse: Warehouse = defs.resources["warehouse"]
     horizon = defs.resources["forecast"].horizon_days
@@ -148,9 +141,8 @@ def monitor_newest_day(echo: Echo = print) -> bool:
                            echo, _range_tags(matured_day, matured_day)).success:
                 return False
         # The sensor should judge this run's checks only (the daemon's own sensor keeps a real cursor).
-        latest = dagster_instance.get_event_records(
-            EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION), limit=1, ascending=False)
-        cursor = json.dumps({"after": latest[0].storage_id if latest else 0, "last_trigger": 0.0})
+        seen = new_alerts(dagster_instance, 0)
+        cursor = json.dumps({"after": seen[-1][0] if seen else 0, "last_trigger": 0.0})
         reports = defs.resolve_job_def("monitoring_reports")
         result = run_job(dagster_instance, reports, f"monitoring_reports {newest}", echo, _range_tags(newest, newest))
         for evaluation in result.get_asset_check_evaluations():

@@ -132,3 +132,131 @@ def failure_message() -> Callable[[ExecuteInProcessResult], str]:
         return "\n".join(event.step_failure_data.error.message for event in result.all_events if event.is_step_failure)
 
     return message
+
+
+# --- The ML layer: a simulated shop, ingested once per session and copied per test -------------------
+
+import datetime as _dt  # noqa: E402
+import shutil  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from mlsys_assets.features.assets import customer_daily  # noqa: E402
+from mlsys_assets.ml.assets import (  # noqa: E402
+    churn_model,
+    ltv_model,
+    model_evaluation,
+    model_registry,
+    training_examples,
+)
+from mlsys_assets.resources import ForecastSettings  # noqa: E402
+from mlsys_assets.settings import DataLayout  # noqa: E402
+from mlsys_assets.simulate import SimulationConfig, simulate  # noqa: E402
+
+# Small enough to train in seconds, big enough that CatBoost genuinely beats the naive and historical
+# baselines on the holdout (measured: LTV Gini 0.81 vs 0.74, top-10% capture 0.53 vs 0.47, bias -11%;
+# churn ROC-AUC 0.87 vs 0.84).
+SHOP_CONFIG = SimulationConfig(
+    customers=600, start=_dt.date(2024, 1, 1), end=_dt.date(2024, 1, 1) + _dt.timedelta(days=299), seed=11
+)
+SHOP_HORIZON_DAYS = 30
+SHOP_EXAMPLES_CONFIG = {"min_history_days": 90, "grid_step_days": 14, "holdout_as_of_days": 3}
+SHOP_LTV_CONFIG = {"iterations": 60, "learning_rate": 0.1, "depth": 4, "loss_function": "Tweedie:variance_power=1.2"}
+SHOP_CHURN_CONFIG = {"iterations": 60, "learning_rate": 0.1, "depth": 4, "loss_function": "Logloss"}
+PIPELINE = [training_examples, ltv_model, churn_model, model_evaluation, model_registry]
+
+
+def ml_resources_for(data_dir: Path, horizon_days: int = SHOP_HORIZON_DAYS) -> dict:
+    return {
+        "warehouse": Warehouse(path=str(data_dir / "warehouse.duckdb")),
+        "landing": LandingZone(data_dir=str(data_dir)),
+        "forecast": ForecastSettings(horizon_days=horizon_days),
+    }
+
+
+@pytest.fixture
+def ml_resources(resources: dict) -> dict:
+    """`resources` plus the `forecast` resource (H = 30 days) that features and the ML assets need."""
+    return {**resources, "forecast": ForecastSettings(horizon_days=SHOP_HORIZON_DAYS)}
+
+
+@dataclass
+class Shop:
+    """A data directory holding the ingested simulated shop, with helpers to run the ML assets on it."""
+
+    data_dir: Path
+    instance: DagsterInstance
+
+    @property
+    def layout(self) -> DataLayout:
+        return DataLayout(self.data_dir)
+
+    @property
+    def resources(self) -> dict:
+        return ml_resources_for(self.data_dir)
+
+    def materialize(self, assets, ops: dict | None = None, raise_on_error: bool = True, **kwargs) -> ExecuteInProcessResult:
+        run_config = {"ops": {name: {"config": config} for name, config in (ops or {}).items()}}
+        return materialize(assets, resources=self.resources, instance=self.instance, run_config=run_config,
+                           raise_on_error=raise_on_error, **kwargs)
+
+    def retrain(self, assets=None, *, ltv: dict | None = None, churn: dict | None = None, gate: dict | None = None,
+                examples: dict | None = None, raise_on_error: bool = True) -> ExecuteInProcessResult:
+        """Run the ML assets (default: the whole retraining pipeline) with the shop's small model configs."""
+        assets = PIPELINE if assets is None else assets
+        keys = {a.key.to_user_string() for a in assets}
+        ops = {}
+        if "ml/training_examples" in keys:
+            ops["ml__training_examples"] = {**SHOP_EXAMPLES_CONFIG, **(examples or {})}
+        if "ml/ltv_model" in keys:
+            ops["ml__ltv_model"] = {**SHOP_LTV_CONFIG, **(ltv or {})}
+        if "ml/churn_model" in keys:
+            ops["ml__churn_model"] = {**SHOP_CHURN_CONFIG, **(churn or {})}
+        if "ml/model_registry" in keys and gate:
+            ops["ml__model_registry"] = gate
+        return self.materialize(assets, ops, raise_on_error=raise_on_error)
+
+    def query(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        con = duckdb.connect(str(self.layout.warehouse), read_only=True)
+        try:
+            return con.execute(sql, list(params)).fetchall()
+        finally:
+            con.close()
+
+    def frame(self, sql: str, params: Sequence = ()):
+        con = duckdb.connect(str(self.layout.warehouse), read_only=True)
+        try:
+            return con.execute(sql, list(params)).df()
+        finally:
+            con.close()
+
+
+@pytest.fixture(scope="session")
+def shop_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated shop (SHOP_CONFIG) with customers, transactions and customer_daily loaded; never modified."""
+    root = tmp_path_factory.mktemp("shop_template") / "data"
+    simulate(root, SHOP_CONFIG)
+    resources = ml_resources_for(root)
+    tags = {ASSET_PARTITION_RANGE_START_TAG: SHOP_CONFIG.start.isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: SHOP_CONFIG.end.isoformat()}
+    with pytest.MonkeyPatch.context() as patch, DagsterInstance.ephemeral() as ephemeral:
+        patch.setenv("MLSYS_PII_KEY", "test-pii-key")
+        materialize([raw_customers], resources=resources, instance=ephemeral)
+        materialize([raw_transactions, customer_daily], resources=resources, instance=ephemeral, tags=tags)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shop_factory(shop_template: Path) -> Callable[[Path, DagsterInstance], Shop]:
+    """Copy the ingested shop into `folder` and pair it with a Dagster instance (the ML assets read lineage from it)."""
+
+    def make(folder: Path, dagster_instance: DagsterInstance) -> Shop:
+        target = folder / "data"
+        shutil.copytree(shop_template, target)
+        return Shop(target, dagster_instance)
+
+    return make
+
+
+@pytest.fixture
+def shop(tmp_path: Path, shop_factory, instance: DagsterInstance) -> Shop:
+    return shop_factory(tmp_path, instance)

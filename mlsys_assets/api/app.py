@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -49,7 +50,7 @@ class ApiSettings:
 
 
 class BodySizeLimit:
-    """Refuses request bodies above the limit with 413, before they are read into memory."""
+    """Refuses request bodies above the limit with 413 (declared or chunked) before the app sees them."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -60,30 +61,27 @@ class BodySizeLimit:
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and int(declared) > self.max_bytes:
             return await self._reject(send)
-        received = 0
-
-        async def counting_receive():
-            nonlocal received
+        # Bodies here are small JSON documents: read the whole body first, then replay it to the app.
+        messages, received = [], 0
+        while True:
             message = await receive()
+            messages.append(message)
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                raise _BodyTooLarge
-            return message
+                return await self._reject(send)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, counting_receive, send)
-        except _BodyTooLarge:
-            await self._reject(send)
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _reject(self, send):
         body = b'{"detail":"request body too large"}'
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -101,19 +99,21 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="mlsys prediction API",
         version="1",
-        description="Customer LTV and churn forecasts from the production models. Every route but /v1/health "
-                    "needs `Authorization: Bearer $MLSYS_API_TOKEN`.",
+        description="Customer LTV and churn forecasts from the production models. The prediction routes and "
+                    "/v1/models need `Authorization: Bearer $MLSYS_API_TOKEN`.",
         lifespan=lifespan,
     )
     app.state.holder = holder
 
-    def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    # Both dependencies are async on purpose: a plain `def` dependency runs in a worker thread, which
+    # doubled the cost of a /v1/predict lookup (bench/serving.py, docs/benchmarks.md).
+    async def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         presented = credentials.credentials.encode() if credentials else b""
         if not hmac.compare_digest(presented, expected_token):
             raise HTTPException(status_code=401, detail="missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    def serving() -> ServingState:
+    async def serving() -> ServingState:
         state = holder.state
         if state is None:
             raise HTTPException(status_code=503, detail=f"no model is being served: {holder.last_error or 'loading'}")
@@ -195,10 +195,18 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         """A constant answer: the floor this stack allows (bench/serving.py compares against it)."""
         return {"ok": True}
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Without the offending input: it may not even be JSON-encodable (NaN, Infinity).
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": errors})
+
     @app.exception_handler(Exception)
     async def no_stack_traces(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return JSONResponse(status_code=500, content={"detail": "internal error; see the server log"})
+        # Say the connection closes, so a pooled client does not reuse a socket uvicorn is about to drop.
+        return JSONResponse(status_code=500, content={"detail": "internal error; see the server log"},
+                            headers={"Connection": "close"})
 
     return BodySizeLimit(app, settings.max_body_bytes)
 

@@ -44,7 +44,8 @@ class FeaturePayload(BaseModel):
     tx_365: int = Count
     spend_365: float = Money
     qty_365: int = Count
-    spend_trend_90: float = Field(default=0.0, ge=-1e9, le=1e9, description="Spend of the last 90 days minus the 90 before.")
+    spend_trend_90: float | None = Field(default=0.0, ge=-1e9, le=1e9,
+                                         description="Spend of the last 90 days minus the 90 before.")
     gap_mean_days: float | None = Field(default=None, ge=0, le=36_500)
     gap_std_days: float | None = Field(default=None, ge=0, le=36_500)
     last_gap_days: float | None = Field(default=None, ge=0, le=36_500)

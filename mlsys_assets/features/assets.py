@@ -159,9 +159,11 @@ def customer_features(
                         "SELECT * REPLACE (as_of::DATE AS as_of) FROM _snapshot_frame LIMIT 0")
             con.execute("DELETE FROM features.customer_features WHERE as_of BETWEEN ? AND ?", [start, end])
             con.execute("INSERT INTO features.customer_features BY NAME SELECT * REPLACE (as_of::DATE AS as_of) FROM _snapshot_frame")
+            # Days this run just wrote stay until the next run, so an old day can be backfilled and scored.
             con.execute(
                 "DELETE FROM features.customer_features WHERE as_of <= "
-                "(SELECT max(as_of) FROM features.customer_features) - ?::INTEGER", [config.retention_days]
+                "(SELECT max(as_of) FROM features.customer_features) - ?::INTEGER AND as_of NOT BETWEEN ? AND ?",
+                [config.retention_days, start, end],
             )
 
         _in_transaction(con, replace)

@@ -131,10 +131,16 @@ class BgNbdParams:
             return at(self.r, a)
 
         removable_singularities = [1.0] + ([1.0 - self.b] if np.any(x == 0) else [])
+        values = None
         for singular_a in removable_singularities:
             if abs(self.a - singular_a) < SINGULARITY_HALF_WIDTH:
-                return _interpolate_across(at_a, self.a, singular_a)
-        return at_a(self.a)
+                values = _interpolate_across(at_a, self.a, singular_a)
+        if values is None:
+            values = at_a(self.a)
+        # At extreme fits (a -> 0 with b huge: dropout after a purchase has probability a/(a+b) ~ 0) scipy's
+        # hyp2f1 returns NaN; the expectation there is the no-dropout limit, the Gamma posterior's mean rate.
+        no_dropout = (self.r + x) / (self.alpha + T) * t
+        return np.where(np.isfinite(values), values, no_dropout)
 
     def _log_values(self) -> np.ndarray:
         return np.log([self.r, self.alpha, self.a, self.b])

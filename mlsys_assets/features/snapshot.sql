@@ -48,7 +48,7 @@ SELECT
     coalesce(act.spend_lifetime, 0) AS spend_lifetime,
     coalesce(act.qty_lifetime, 0) AS qty_lifetime,
     $window_columns,
-    act.spend_90 - coalesce(act.spend_prev_90, 0) AS spend_trend_90,
+    coalesce(act.spend_90, 0) - coalesce(act.spend_prev_90, 0) AS spend_trend_90,
     act.gap_mean_days,
     act.gap_std_days,
     act.last_gap_days,

@@ -492,6 +492,11 @@ def model_registry(
         ).df()
         for model_name, version in candidates.items():
             passed, reason = gate_decision(metrics[metrics["model"] == model_name], model_name, config)
+            current = registry.production(con, model_name)
+            if current and current[0] == version:
+                # The gate re-ran on the version that already serves: nothing to decide.
+                decisions.append((model_name, version, "already production", reason))
+                continue
             registry.record_gate(con, model_name, version, passed, reason)
             if passed and config.approval == "auto":
                 registry.promote(con, layout.serving, model_name, version, f"passed the gate: {reason}")

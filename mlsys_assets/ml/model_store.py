@@ -71,7 +71,12 @@ def save_version(
     if reference is not None:
         reference.to_parquet(staging / "reference.parquet", index=False)
     digest = hashlib.sha256((staging / "model.cbm").read_bytes()).hexdigest()[:8]
-    version = f"{model_name}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{digest}"
+    stem = f"{model_name}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{digest}"
+    # Training is reproducible, so the same model can be saved twice within a second: number the repeat.
+    version, repeat = stem, 1
+    while (models_root / model_name / version).exists():
+        repeat += 1
+        version = f"{stem}-{repeat}"
     card = {**card, "model": model_name, "version": version, "model_sha256_prefix": digest}
     (staging / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
     final = models_root / model_name / version
@@ -98,8 +103,8 @@ def read_pointer(serving_root: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def production_version(serving_root: Path, model_name: str) -> ModelVersion:
-    pointer = read_pointer(serving_root)
+def production_version(serving_root: Path, model_name: str, pointer: dict[str, Any] | None = None) -> ModelVersion:
+    pointer = pointer if pointer is not None else read_pointer(serving_root)
     if model_name not in pointer.get("models", {}):
         raise NoProductionModelError(f"no production {model_name} model yet: none has passed the promotion gate")
     entry = pointer["models"][model_name]

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from catboost import CatBoost
 
-from mlsys_assets.ml.model_store import ModelVersion, production_version
+from mlsys_assets.ml.model_store import ModelVersion, production_version, read_pointer
 
 # Churn-risk segments by probability of no purchase in the horizon: [0, 0.3) low, [0.3, 0.6) medium, high.
 RISK_SEGMENTS = ((0.3, "low"), (0.6, "medium"), (float("inf"), "high"))
@@ -54,9 +54,10 @@ class ProductionModels:
     @classmethod
     def load(cls, serving_root: Path) -> ProductionModels:
         """The pointer's versions; raises NoProductionModelError while none has passed the gate."""
+        pointer = read_pointer(serving_root)  # read once: both versions come from the same promotion
         return cls(
-            ltv=LoadedModel.load(production_version(serving_root, "ltv")),
-            churn=LoadedModel.load(production_version(serving_root, "churn")),
+            ltv=LoadedModel.load(production_version(serving_root, "ltv", pointer)),
+            churn=LoadedModel.load(production_version(serving_root, "churn", pointer)),
         )
 
     @property

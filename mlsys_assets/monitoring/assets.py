@@ -1,0 +1,321 @@
+"""Monitoring layer: Evidently reports as assets, their history in DuckDB, the report index, and alerts.
+
+Each report asset compares a reference with the current data for its day, saves the HTML under
+data/reports/<kind>/<day>.html, stores the run (with the full Evidently snapshot) in monitoring.reports
+and one row per metric and test in monitoring.metrics, rewrites data/reports/index.html, and raises its
+alert as an asset check. The drift_retraining sensor reacts to those checks.
+"""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from mlsys_assets.features.snapshot import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from mlsys_assets.ml.metrics import churn_metrics, spend_metrics
+from mlsys_assets.ml.model_store import ModelVersion, NoProductionModelError, production_version
+from mlsys_assets.monitoring import evidently_reports
+from mlsys_assets.monitoring.evidently_reports import ReportResult
+from mlsys_assets.monitoring.report_index import prune_reports, write_index
+from mlsys_assets.partitions import daily_partitions
+from mlsys_assets.resources import (
+    WAREHOUSE_POOL,
+    ForecastSettings,
+    LandingZone,
+    MonitoringSettings,
+    Warehouse,
+)
+
+MONITORING_TABLES_DDL = (Path(__file__).parent / "monitoring_tables.sql").read_text()
+# The season features are the same for every customer of a day and move with the calendar by design.
+DRIFT_NUMERIC = [f for f in NUMERIC_FEATURES if not f.startswith("season_")]
+
+
+def _day(context: AssetExecutionContext) -> dt.date:
+    window = context.partition_time_window
+    return window.end.date() - dt.timedelta(days=1)
+
+
+def _production(landing: LandingZone) -> dict[str, ModelVersion]:
+    try:
+        return {name: production_version(landing.layout.serving, name) for name in ("ltv", "churn")}
+    except NoProductionModelError as exc:
+        raise Failure(description=str(exc)) from exc
+
+
+def _reference(version: ModelVersion) -> pd.DataFrame:
+    if not version.reference_file.exists():
+        raise Failure(description=f"{version.version} has no reference sample ({version.reference_file}): it predates "
+                                  "monitoring; retrain (`mlsys train`) so the production model carries one")
+    return pd.read_parquet(version.reference_file)
+
+
+def _store(
+    context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings,
+    result: ReportResult, day: dt.date, model_version: str | None,
+) -> str:
+    """Record the run and its metrics, prune old HTML, rewrite the index; returns the report id."""
+    report_id = f"{result.kind}:{day}:{context.run_id[:8]}"
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    metric_rows = [
+        (report_id, now, result.kind, day, model_version, m["metric"], m.get("column"), m.get("value"))
+        for m in result.metrics
+    ] + [
+        (report_id, now, result.kind, day, model_version, f"test: {t['test']}", t.get("column"),
+         1.0 if t["status"] == "SUCCESS" else 0.0)
+        for t in result.tests
+    ]
+    with warehouse.connect() as con:
+        con.execute(MONITORING_TABLES_DDL)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(
+                "INSERT INTO monitoring.reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [report_id, result.kind, day, model_version, result.reference_rows, result.current_rows, result.passed,
+                 json.dumps(result.headline, default=float), str(result.html_path), result.snapshot_json, now,
+                 context.run_id],
+            )
+            if metric_rows:
+                con.executemany("INSERT INTO monitoring.metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", metric_rows)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        index_rows = con.execute(
+            """
+            SELECT report_id, kind, partition_day::VARCHAR AS partition, model_version, reference_rows, current_rows,
+                   passed, html_path, headline, created_at::VARCHAR AS created_at
+            FROM monitoring.reports
+            QUALIFY row_number() OVER (PARTITION BY kind, partition_day ORDER BY created_at DESC) = 1
+            ORDER BY kind, partition_day DESC
+            """
+        ).df()
+    reports_root = landing.layout.reports
+    prune_reports(reports_root, result.kind, settings.report_retention_days)
+    rows = index_rows.to_dict("records")
+    for row in rows:
+        row["headline"] = json.loads(row["headline"])
+        row["passed"] = bool(row["passed"])
+    write_index(reports_root, rows)
+    return report_id
+
+
+def _metadata(result: ReportResult, report_id: str, landing: LandingZone) -> dict:
+    return {
+        "report_id": report_id,
+        "report": MetadataValue.path(str(result.html_path)),
+        "index": MetadataValue.path(str(landing.layout.reports / "index.html")),
+        "passed": result.passed,
+        "reference_rows": result.reference_rows,
+        "current_rows": result.current_rows,
+        "headline": MetadataValue.json(result.headline),
+    }
+
+
+def _drift_check(name: str, result: ReportResult, settings: MonitoringSettings, watched: list[str]) -> AssetCheckResult:
+    drifted = set(result.headline.get("drifted_column_names", []))
+    share = float(result.headline.get("drift_share", 0.0))
+    watched_drifted = sorted(drifted & set(watched))
+    return AssetCheckResult(
+        check_name=name,
+        passed=share <= settings.drift_share_threshold and not watched_drifted,
+        severity=AssetCheckSeverity(settings.alert_severity),
+        metadata={"drift_share": share, "threshold": settings.drift_share_threshold,
+                  "watched_columns_drifted": MetadataValue.json(watched_drifted),
+                  "drifted_columns": MetadataValue.json(sorted(drifted))},
+    )
+
+
+@asset(
+    key=["monitoring", "feature_drift_report"],
+    group_name="monitoring",
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[AssetDep(["features", "customer_features"]), AssetDep(["ml", "model_registry"])],
+    pool=WAREHOUSE_POOL,
+    kinds={"evidently"},
+    description="Evidently data drift: the production LTV model's training features (its reference sample) against "
+                "the day's feature snapshot. HTML under data/reports/feature_drift/<day>.html.",
+    check_specs=[AssetCheckSpec("feature_drift", asset=["monitoring", "feature_drift_report"],
+                                description="Share of drifted features at most drift_share_threshold, and none of "
+                                            "the production model's most important features drifted.")],
+)
+def feature_drift_report(
+    context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings
+) -> MaterializeResult:
+    day = _day(context)
+    versions = _production(landing)
+    reference = _reference(versions["ltv"])
+    with warehouse.connect(read_only=True) as con:
+        current = con.execute("SELECT * FROM features.customer_features WHERE as_of = ?", [day]).df()
+    importance = versions["ltv"].card().get("feature_importance", {})
+    watched = [f for f in sorted(importance, key=importance.get, reverse=True) if f in DRIFT_NUMERIC][: settings.watched_top_features]
+    columns = DRIFT_NUMERIC + list(CATEGORICAL_FEATURES)
+    result = evidently_reports.drift_report(
+        "feature_drift", reference[columns], current[columns], DRIFT_NUMERIC, list(CATEGORICAL_FEATURES),
+        landing.layout.reports / "feature_drift" / f"{day}.html", row_cap=settings.row_cap, seed=settings.seed,
+        title=f"Feature drift {day}: training sample of {versions['ltv'].version} vs the day's snapshot",
+    )
+    report_id = _store(context, warehouse, landing, settings, result, day, versions["ltv"].version)
+    return MaterializeResult(
+        metadata={**_metadata(result, report_id, landing), "watched_features": MetadataValue.json(watched)},
+        check_results=[_drift_check("feature_drift", result, settings, watched)],
+    )
+
+
+@asset(
+    key=["monitoring", "prediction_drift_report"],
+    group_name="monitoring",
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[AssetDep(["predictions", "customer_predictions"])],
+    pool=WAREHOUSE_POOL,
+    kinds={"evidently"},
+    description="Evidently drift of the forecasts: the production models' predictions on their training rows against "
+                "the day's predictions (predicted spend and churn probability).",
+    check_specs=[AssetCheckSpec("prediction_drift", asset=["monitoring", "prediction_drift_report"],
+                                description="Neither forecast's distribution drifted from training time.")],
+)
+def prediction_drift_report(
+    context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings
+) -> MaterializeResult:
+    day = _day(context)
+    versions = _production(landing)
+    ltv_reference = _reference(versions["ltv"])[["as_of", "customer_id", "prediction"]]
+    churn_reference = _reference(versions["churn"])[["as_of", "customer_id", "prediction"]]
+    reference = ltv_reference.merge(churn_reference, on=["as_of", "customer_id"], suffixes=("_spend", "_churn")).rename(
+        columns={"prediction_spend": "predicted_spend", "prediction_churn": "churn_probability"})
+    with warehouse.connect(read_only=True) as con:
+        current = con.execute(
+            "SELECT predicted_spend, churn_probability FROM predictions.customer_predictions WHERE as_of = ?", [day]
+        ).df()
+    columns = ["predicted_spend", "churn_probability"]
+    result = evidently_reports.drift_report(
+        "prediction_drift", reference[columns], current[columns], columns, [],
+        landing.layout.reports / "prediction_drift" / f"{day}.html", row_cap=settings.row_cap, seed=settings.seed,
+        title=f"Prediction drift {day}: training-time forecasts vs the day's forecasts",
+    )
+    version = f"{versions['ltv'].version},{versions['churn'].version}"
+    report_id = _store(context, warehouse, landing, settings, result, day, version)
+    return MaterializeResult(
+        metadata=_metadata(result, report_id, landing),
+        check_results=[_drift_check("prediction_drift", result, settings, columns)],
+    )
+
+
+@asset(
+    key=["monitoring", "model_performance_report"],
+    group_name="monitoring",
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[AssetDep(["predictions", "customer_predictions"]), AssetDep(["raw", "transactions"])],
+    pool=WAREHOUSE_POOL,
+    kinds={"evidently"},
+    description="Evidently regression and classification quality of the forecasts made H days before the day, "
+                "against what those customers actually did since: runs once labels have matured.",
+    check_specs=[AssetCheckSpec("performance_drop", asset=["monitoring", "model_performance_report"],
+                                description="Matured churn AUC and spend Gini within performance_tolerance of the "
+                                            "model's own holdout evaluation.")],
+)
+def model_performance_report(
+    context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings,
+    forecast: ForecastSettings,
+) -> MaterializeResult:
+    day = _day(context)
+    made_on = day - dt.timedelta(days=forecast.horizon_days)
+    with warehouse.connect(read_only=True) as con:
+        frame = con.execute(
+            """
+            SELECT p.customer_id, p.predicted_spend, p.churn_probability, p.ltv_version, p.churn_version,
+                   coalesce(sum(t.amount), 0)::DOUBLE AS actual_spend, (count(t.transaction_id) = 0)::INTEGER AS churned
+            FROM predictions.customer_predictions p
+            LEFT JOIN raw.transactions t
+              ON t.customer_id = p.customer_id AND t.event_date > p.as_of AND t.event_date <= ?
+            WHERE p.as_of = ?
+            GROUP BY ALL
+            """,
+            [day, made_on],
+        ).df()
+    if frame.empty:
+        context.log.info("no predictions made on %s: labels for %s have not matured yet", made_on, day)
+        return MaterializeResult(
+            metadata={"status": f"waiting: no predictions as of {made_on} (H = {forecast.horizon_days} days before)"},
+            check_results=[AssetCheckResult(check_name="performance_drop", passed=True,
+                                            metadata={"status": "labels not matured"})],
+        )
+    result = evidently_reports.performance_report(
+        frame, landing.layout.reports / "model_performance" / f"{day}.html",
+        spend_actual="actual_spend", spend_predicted="predicted_spend", churn_actual="churned",
+        churn_probability="churn_probability", row_cap=settings.row_cap, seed=settings.seed,
+    )
+    ltv_version, churn_version = frame["ltv_version"].iloc[0], frame["churn_version"].iloc[0]
+    report_id = _store(context, warehouse, landing, settings, result, day, f"{ltv_version},{churn_version}")
+    matured = {**spend_metrics(frame["actual_spend"], frame["predicted_spend"]),
+               **churn_metrics(frame["churned"], frame["churn_probability"])}
+    expected = {}
+    for name, version in (("ltv", ltv_version), ("churn", churn_version)):
+        path = landing.layout.models / name / version / "card.json"
+        if path.exists():
+            expected.update(json.loads(path.read_text())["metrics"]["holdout"])
+    drops = {m: expected[m] - matured[m] for m in ("gini", "roc_auc") if m in expected and not pd.isna(matured[m])}
+    return MaterializeResult(
+        metadata={**_metadata(result, report_id, landing), "predictions_made_on": str(made_on),
+                  "matured_metrics": MetadataValue.json({k: round(v, 4) for k, v in matured.items()})},
+        check_results=[AssetCheckResult(
+            check_name="performance_drop",
+            passed=all(drop <= settings.performance_tolerance for drop in drops.values()),
+            severity=AssetCheckSeverity(settings.alert_severity),
+            metadata={"drop_vs_evaluation": MetadataValue.json({k: round(v, 4) for k, v in drops.items()}),
+                      "tolerance": settings.performance_tolerance},
+        )],
+    )
+
+
+@asset(
+    key=["monitoring", "data_quality_report"],
+    group_name="monitoring",
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[AssetDep(["raw", "transactions"])],
+    pool=WAREHOUSE_POOL,
+    kinds={"evidently"},
+    description="Evidently data summary and drift of the newest week of raw transactions against the four weeks "
+                "before it (amount, quantity, hour and weekday of purchase).",
+    check_specs=[AssetCheckSpec("data_quality", asset=["monitoring", "data_quality_report"],
+                                description="Warns when the newest week's transactions drift from the previous weeks.")],
+)
+def data_quality_report(
+    context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings
+) -> MaterializeResult:
+    day = _day(context)
+    query = """
+        SELECT amount::DOUBLE AS amount, coalesce(quantity, 1)::DOUBLE AS quantity,
+               hour(event_time)::DOUBLE AS hour_of_day, dayname(event_date) AS weekday
+        FROM raw.transactions WHERE delivery_date > ? AND delivery_date <= ?
+    """
+    with warehouse.connect(read_only=True) as con:
+        current = con.execute(query, [day - dt.timedelta(days=7), day]).df()
+        reference = con.execute(query, [day - dt.timedelta(days=35), day - dt.timedelta(days=7)]).df()
+    result = evidently_reports.data_quality_report(
+        reference, current, ["amount", "quantity", "hour_of_day"], ["weekday"],
+        landing.layout.reports / "data_quality" / f"{day}.html", row_cap=settings.row_cap, seed=settings.seed,
+    )
+    report_id = _store(context, warehouse, landing, settings, result, day, None)
+    return MaterializeResult(
+        metadata=_metadata(result, report_id, landing),
+        check_results=[AssetCheckResult(check_name="data_quality", passed=result.passed,
+                                        severity=AssetCheckSeverity.WARN, metadata={"headline": MetadataValue.json(result.headline)})],
+    )
