@@ -17,7 +17,7 @@ DEMO_CUSTOMERS ?= 5000
 DEMO_DAYS ?= 730
 TEST_ARGS ?= -n 2
 
-.PHONY: install demo ingest test ui serve clean
+.PHONY: install pool demo ingest test ui serve clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -35,7 +35,12 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 
 install: $(VENV)/.installed
 
-demo: install
+# Create the warehouse pool's slot in the instance up front: two runs that both make the first claim
+# on a fresh instance could otherwise each create a slot (mlsys_tests/test_one_writer.py).
+pool: install
+	@$(BIN)/dagster instance concurrency set warehouse 1 > /dev/null
+
+demo: pool
 	$(BIN)/mlsys simulate --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS) --dirty-share 0.002
 	$(BIN)/mlsys ingest
 	$(BIN)/mlsys features
@@ -47,13 +52,13 @@ demo: install
 	@echo "  the API      -> export MLSYS_API_TOKEN=demo-token; make serve   (then see README: curl examples)"
 	@echo "  SQL          -> $(BIN)/mlsys sql \"SELECT * FROM predictions.retention_targets ORDER BY priority LIMIT 10\""
 
-ingest: install
+ingest: pool
 	$(BIN)/mlsys ingest
 
 test: install
 	$(BIN)/python -m pytest $(TEST_ARGS)
 
-ui: install
+ui: pool
 	$(BIN)/dagster dev --host 127.0.0.1 --port 3000
 
 serve: install

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +20,17 @@ WAREHOUSE_POOL = "warehouse"
 SCHEMAS = ("raw", "features", "ml", "predictions", "monitoring")
 LANDING_SUFFIXES = (".csv", ".parquet")
 _DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
+
+
+def in_transaction(con: duckdb.DuckDBPyConnection, statements: Callable[[], None]) -> None:
+    """Run `statements` in one transaction: all of it lands, or nothing does."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        statements()
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
 
 
 class WarehouseLockedError(RuntimeError):

@@ -33,6 +33,10 @@ def test_concurrent_cli_runs_take_turns_on_the_warehouse(tmp_path):
     days = ["2025-03-01", "2025-03-02"]
     for day in days:
         _write_day(data_dir, day, rows=2000)
+    # As `make install` does: create the pool's slots up front (two first claims racing to create them
+    # lazily can both succeed).
+    with DagsterInstance.from_config(str(home)) as instance:
+        instance.event_log_storage.set_concurrency_slots("warehouse", 1)
     env = {**os.environ, "MLSYS_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home), "MLSYS_PII_KEY": "test"}
     dagster = str(Path(sys.executable).with_name("dagster"))
     processes = [

@@ -20,8 +20,8 @@ from pydantic import Field
 
 from mlsys_assets.features.snapshot import FEATURES, build_snapshot
 from mlsys_assets.metadata import ddl_column_schema, markdown_table, table_columns
-from mlsys_assets.partitions import daily_partitions
-from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, Warehouse
+from mlsys_assets.partitions import daily_partitions, partition_days, recent_days_eager
+from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, Warehouse, in_transaction
 
 SQL_DIR = Path(__file__).parent
 FEATURE_TABLES_DDL = (SQL_DIR / "feature_tables.sql").read_text()
@@ -32,30 +32,6 @@ _flow_on_new_data = (
     AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
     & AutomationCondition.all_deps_blocking_checks_passed()
 )
-
-
-# Snapshots follow their day's customer_daily for the last few days. Plain eager() looks at the newest
-# partition only, which (end_offset=1) is today's, while deliveries usually carry yesterday.
-_snapshot_recent_days = (
-    AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
-    & AutomationCondition.in_latest_time_window(lookback_delta=dt.timedelta(days=3))
-    & AutomationCondition.all_deps_blocking_checks_passed()
-)
-
-
-def _partition_days(context: AssetExecutionContext) -> tuple[dt.date, dt.date]:
-    window = context.partition_time_window
-    return window.start.date(), window.end.date() - dt.timedelta(days=1)
-
-
-def _in_transaction(con, statements) -> None:
-    con.execute("BEGIN TRANSACTION")
-    try:
-        statements()
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 @asset(
@@ -78,7 +54,7 @@ def _in_transaction(con, statements) -> None:
                                 description="Spend and transaction totals equal raw.transactions for the partitions written.")],
 )
 def customer_daily(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
-    start, end = _partition_days(context)
+    start, end = partition_days(context)
     with warehouse.connect() as con:
         con.execute(FEATURE_TABLES_DDL)
 
@@ -86,7 +62,7 @@ def customer_daily(context: AssetExecutionContext, warehouse: Warehouse) -> Mate
             con.execute("DELETE FROM features.customer_daily WHERE delivery_date BETWEEN ? AND ?", [start, end])
             con.execute(Template((SQL_DIR / "customer_daily.sql").read_text()).substitute(start=start, end=end))
 
-        _in_transaction(con, replace)
+        in_transaction(con, replace)
         rows, customers, spend, transactions = con.execute(
             "SELECT count(*), count(DISTINCT customer_id), coalesce(sum(spend), 0), coalesce(sum(transactions), 0) "
             "FROM features.customer_daily WHERE delivery_date BETWEEN ? AND ?", [start, end]
@@ -126,7 +102,7 @@ class CustomerFeaturesConfig(Config):
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     deps=[AssetDep(["features", "customer_daily"]), AssetDep(["raw", "customers"])],
-    automation_condition=_snapshot_recent_days,
+    automation_condition=recent_days_eager,
     pool=WAREHOUSE_POOL,
     kinds={"duckdb"},
     description=(
@@ -142,7 +118,7 @@ class CustomerFeaturesConfig(Config):
 def customer_features(
     context: AssetExecutionContext, config: CustomerFeaturesConfig, warehouse: Warehouse, forecast: ForecastSettings
 ) -> MaterializeResult:
-    start, end = _partition_days(context)
+    start, end = partition_days(context)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     with warehouse.connect() as con:
         snapshot = build_snapshot(con, days, forecast.horizon_days)
@@ -166,7 +142,7 @@ def customer_features(
                 [config.retention_days, start, end],
             )
 
-        _in_transaction(con, replace)
+        in_transaction(con, replace)
         con.unregister("_snapshot_frame")
         leaks, duplicates = con.execute(
             """

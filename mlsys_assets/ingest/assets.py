@@ -40,7 +40,7 @@ from mlsys_assets.ingest.reader import (
 )
 from mlsys_assets.metadata import ddl_column_schema, markdown_table, table_columns
 from mlsys_assets.partitions import daily_partitions
-from mlsys_assets.resources import WAREHOUSE_POOL, LandingZone, Warehouse
+from mlsys_assets.resources import WAREHOUSE_POOL, LandingZone, Warehouse, in_transaction
 
 SQL_DIR = Path(__file__).parent
 RAW_TABLES_DDL = (SQL_DIR / "raw_tables.sql").read_text()
@@ -102,16 +102,6 @@ def _mask_personal_fields(rows: pd.DataFrame, staged: list[StagedFile], fmt: Fee
     ]
     rows["detail"] = [mask_emails(detail) for detail in rows["detail"]]
     return rows
-
-
-def _in_transaction(con: duckdb.DuckDBPyConnection, statements) -> None:
-    con.execute("BEGIN TRANSACTION")
-    try:
-        statements()
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _reconciliation(con: duckdb.DuckDBPyConnection, staged: list[StagedFile], table: str) -> AssetCheckResult:
@@ -240,7 +230,7 @@ def raw_transactions(
             con.execute("INSERT INTO raw.quarantine SELECT * FROM _quarantine_rows")
 
         _quarantine_rows(con, "transactions", "_checked_transactions", context.run_id)
-        _in_transaction(con, replace_partitions)
+        in_transaction(con, replace_partitions)
 
         in_run = "delivery_date IN (SELECT day FROM _delivery_days)"
         loaded, customers = con.execute(
@@ -386,7 +376,7 @@ def raw_customers(context: AssetExecutionContext, warehouse: Warehouse, landing:
             con.execute("INSERT INTO raw.quarantine SELECT * FROM _masked_quarantine")
             con.unregister("_masked_quarantine")
 
-        _in_transaction(con, replace_customers)
+        in_transaction(con, replace_customers)
 
         loaded = con.execute("SELECT count(*) FROM raw.customers").fetchone()[0]
         valid_rows = con.execute("SELECT count(*) FROM _checked_customers WHERE problem IS NULL").fetchone()[0]

@@ -131,9 +131,7 @@ def training_examples(
         examples["churned"] = (examples["label_transactions"] == 0).astype(int)
         examples["split"] = np.where(examples["as_of"].dt.date.isin(holdout), "holdout", "train")
         con.register("_examples_frame", examples)
-        con.execute("BEGIN TRANSACTION")
         con.execute("CREATE OR REPLACE TABLE ml.training_examples AS SELECT * REPLACE (as_of::DATE AS as_of) FROM _examples_frame")
-        con.execute("COMMIT")
         con.unregister("_examples_frame")
         summary = markdown_table(
             con,

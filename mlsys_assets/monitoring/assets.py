@@ -30,7 +30,7 @@ from mlsys_assets.ml.model_store import ModelVersion, NoProductionModelError, pr
 from mlsys_assets.monitoring import evidently_reports
 from mlsys_assets.monitoring.evidently_reports import ReportResult
 from mlsys_assets.monitoring.report_index import prune_reports, write_index
-from mlsys_assets.partitions import daily_partitions
+from mlsys_assets.partitions import daily_partitions, partition_days
 from mlsys_assets.resources import (
     WAREHOUSE_POOL,
     ForecastSettings,
@@ -42,11 +42,6 @@ from mlsys_assets.resources import (
 MONITORING_TABLES_DDL = (Path(__file__).parent / "monitoring_tables.sql").read_text()
 # The season features are the same for every customer of a day and move with the calendar by design.
 DRIFT_NUMERIC = [f for f in NUMERIC_FEATURES if not f.startswith("season_")]
-
-
-def _day(context: AssetExecutionContext) -> dt.date:
-    window = context.partition_time_window
-    return window.end.date() - dt.timedelta(days=1)
 
 
 def _production(landing: LandingZone) -> dict[str, ModelVersion]:
@@ -156,7 +151,7 @@ def _drift_check(name: str, result: ReportResult, settings: MonitoringSettings, 
 def feature_drift_report(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings
 ) -> MaterializeResult:
-    day = _day(context)
+    day = partition_days(context)[1]
     versions = _production(landing)
     reference = _reference(versions["ltv"])
     with warehouse.connect(read_only=True) as con:
@@ -192,7 +187,7 @@ def feature_drift_report(
 def prediction_drift_report(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings
 ) -> MaterializeResult:
-    day = _day(context)
+    day = partition_days(context)[1]
     versions = _production(landing)
     ltv_reference = _reference(versions["ltv"])[["as_of", "customer_id", "prediction"]]
     churn_reference = _reference(versions["churn"])[["as_of", "customer_id", "prediction"]]
@@ -234,7 +229,7 @@ def model_performance_report(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings,
     forecast: ForecastSettings,
 ) -> MaterializeResult:
-    day = _day(context)
+    day = partition_days(context)[1]
     made_on = day - dt.timedelta(days=forecast.horizon_days)
     with warehouse.connect(read_only=True) as con:
         frame = con.execute(
@@ -300,7 +295,7 @@ def model_performance_report(
 def data_quality_report(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings
 ) -> MaterializeResult:
-    day = _day(context)
+    day = partition_days(context)[1]
     query = """
         SELECT amount::DOUBLE AS amount, coalesce(quantity, 1)::DOUBLE AS quantity,
                hour(event_time)::DOUBLE AS hour_of_day, dayname(event_date) AS weekday

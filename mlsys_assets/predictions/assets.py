@@ -27,25 +27,12 @@ from pydantic import Field
 from mlsys_assets.metadata import ddl_column_schema, markdown_table
 from mlsys_assets.ml.model_store import NoProductionModelError
 from mlsys_assets.ml.scoring import ProductionModels
-from mlsys_assets.partitions import daily_partitions
+from mlsys_assets.partitions import daily_partitions, partition_days, recent_days_eager
 from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse
 
 PREDICTION_TABLES_DDL = (Path(__file__).parent / "prediction_tables.sql").read_text()
 CUSTOMER_FEATURES, MODEL_REGISTRY = ["features", "customer_features"], ["ml", "model_registry"]
 CUSTOMER_PREDICTIONS = ["predictions", "customer_predictions"]
-
-# New snapshots (recent days) or a newly promoted model lead to fresh predictions.
-_on_new_features_or_model = (
-    AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
-    & AutomationCondition.in_latest_time_window(lookback_delta=dt.timedelta(days=3))
-    & AutomationCondition.all_deps_blocking_checks_passed()
-)
-
-
-def _days(context: AssetExecutionContext) -> tuple[dt.date, dt.date]:
-    window = context.partition_time_window
-    return window.start.date(), window.end.date() - dt.timedelta(days=1)
-
 
 def load_production(serving_root: Path) -> ProductionModels:
     try:
@@ -60,7 +47,7 @@ def load_production(serving_root: Path) -> ProductionModels:
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     deps=[AssetDep(CUSTOMER_FEATURES), AssetDep(MODEL_REGISTRY)],
-    automation_condition=_on_new_features_or_model,
+    automation_condition=recent_days_eager,
     pool=WAREHOUSE_POOL,
     kinds={"duckdb", "catboost"},
     description=(
@@ -77,7 +64,7 @@ def load_production(serving_root: Path) -> ProductionModels:
 def customer_predictions(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, forecast: ForecastSettings
 ) -> MaterializeResult:
-    start, end = _days(context)
+    start, end = partition_days(context)
     models = load_production(landing.layout.serving)
     with warehouse.connect() as con:
         con.execute(PREDICTION_TABLES_DDL)
@@ -156,7 +143,7 @@ class RetentionTargetsConfig(Config):
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     deps=[AssetDep(CUSTOMER_PREDICTIONS)],
-    automation_condition=_on_new_features_or_model,
+    automation_condition=recent_days_eager,
     pool=WAREHOUSE_POOL,
     kinds={"duckdb", "csv"},
     description=(
@@ -170,7 +157,7 @@ class RetentionTargetsConfig(Config):
 def retention_targets(
     context: AssetExecutionContext, config: RetentionTargetsConfig, warehouse: Warehouse, landing: LandingZone
 ) -> MaterializeResult:
-    start, end = _days(context)
+    start, end = partition_days(context)
     export_dir = landing.layout.exports / "retention_targets"
     export_dir.mkdir(parents=True, exist_ok=True)
     with warehouse.connect() as con:

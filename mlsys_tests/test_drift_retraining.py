@@ -1,0 +1,56 @@
+"""drift_retraining: one failed alert check requests exactly one retraining; the cool-down holds the next."""
+
+import json
+
+from dagster import AssetCheckEvaluation, AssetCheckSeverity, AssetKey, DagsterInstance, build_sensor_context
+
+from mlsys_assets.monitoring.sensors import drift_retraining
+from mlsys_assets.resources import MonitoringSettings
+
+
+def _report(instance: DagsterInstance, asset: str, check: str, passed: bool) -> None:
+    instance.report_runless_asset_event(
+        AssetCheckEvaluation(asset_key=AssetKey(["monitoring", asset]), check_name=check, passed=passed,
+                             severity=AssetCheckSeverity.ERROR)
+    )
+
+
+def _tick(instance: DagsterInstance, cursor: str | None, cooldown_hours: float = 72.0):
+    context = build_sensor_context(
+        instance=instance, cursor=cursor, resources={"settings": MonitoringSettings(retraining_cooldown_hours=cooldown_hours)}
+    )
+    return drift_retraining(context)
+
+
+def test_no_alert_no_retraining():
+    with DagsterInstance.ephemeral() as instance:
+        _report(instance, "feature_drift_report", "feature_drift", passed=True)
+        result = _tick(instance, None)
+        assert not result.run_requests
+
+
+def test_one_alert_one_retraining_then_cool_down():
+    with DagsterInstance.ephemeral() as instance:
+        _report(instance, "feature_drift_report", "feature_drift", passed=False)
+        _report(instance, "prediction_drift_report", "prediction_drift", passed=False)
+        first = _tick(instance, None)
+        assert len(first.run_requests) == 1
+        assert first.run_requests[0].tags["mlsys/trigger"] == "drift_retraining"
+
+        again = _tick(instance, first.cursor)
+        assert not again.run_requests  # the same alerts are not seen twice
+
+        _report(instance, "model_performance_report", "performance_drop", passed=False)
+        cooled = _tick(instance, again.cursor)
+        assert not cooled.run_requests  # a new alert within the cool-down waits
+        assert json.loads(cooled.cursor)["after"] > json.loads(again.cursor)["after"]
+
+        _report(instance, "feature_drift_report", "feature_drift", passed=False)
+        after_cool_down = _tick(instance, cooled.cursor, cooldown_hours=0.0)
+        assert len(after_cool_down.run_requests) == 1
+
+
+def test_other_failed_checks_do_not_retrain():
+    with DagsterInstance.ephemeral() as instance:
+        _report(instance, "data_quality_report", "data_quality", passed=False)
+        assert not _tick(instance, None).run_requests
