@@ -36,9 +36,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import math
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -53,6 +51,8 @@ from evidently.metrics import MissingValueCount, RowCount
 from evidently.presets import ClassificationPreset, DataDriftPreset, DatasetStats, RegressionPreset, ValueStats
 from evidently.presets.dataset_stats import ValueStatsTests
 from evidently.tests import Reference, eq, gt, lt, lte
+
+from mlsys_assets.monitoring.report_index import write_text_atomically
 
 DEFAULT_ROW_CAP = 100_000
 DEFAULT_SEED = 7
@@ -612,15 +612,7 @@ def _write_html(snapshot: Snapshot, html_path: Path | str) -> Path:
     title, block = _header(snapshot)
     page = _finish_page(snapshot.get_html_str(as_iframe=False), title, block)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(page)
-        os.chmod(temp, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, page)
     return path
 
 

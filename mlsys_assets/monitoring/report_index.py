@@ -107,7 +107,7 @@ def write_index(reports_root: Path | str, rows: Iterable[Mapping[str, Any]]) -> 
         parts.extend(_row_html(root, row) for row in ordered)
         parts.append("</tbody></table>")
     parts.append("</body></html>\n")
-    return _atomic_write(root / "index.html", "\n".join(parts))
+    return write_text_atomically(root / "index.html", "\n".join(parts))
 
 
 def prune_reports(reports_root: Path | str, kind: str, keep_latest: int) -> list[Path]:
@@ -238,7 +238,8 @@ def _row_html(root: Path, row: Mapping[str, Any]) -> str:
     )
 
 
-def _atomic_write(path: Path, text: str) -> Path:
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Write to a temporary file and rename it, so a reader never sees half a page."""
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
