@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,11 +22,12 @@ LANDING_SUFFIXES = (".csv", ".parquet")
 _DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
 
 
-def in_transaction(con: duckdb.DuckDBPyConnection, statements: Callable[[], None]) -> None:
-    """Run `statements` in one transaction: all of it lands, or nothing does."""
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The block's statements land together, or (on any exception) none of them does."""
     con.execute("BEGIN TRANSACTION")
     try:
-        statements()
+        yield
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

@@ -21,7 +21,7 @@ from pydantic import Field
 from mlsys_assets.features.snapshot import FEATURES, build_snapshot
 from mlsys_assets.metadata import ddl_column_schema, markdown_table, table_columns
 from mlsys_assets.partitions import daily_partitions, partition_days, recent_days_eager
-from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, Warehouse, in_transaction
+from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, Warehouse, transaction
 
 SQL_DIR = Path(__file__).parent
 FEATURE_TABLES_DDL = (SQL_DIR / "feature_tables.sql").read_text()
@@ -58,11 +58,10 @@ def customer_daily(context: AssetExecutionContext, warehouse: Warehouse) -> Mate
     with warehouse.connect() as con:
         con.execute(FEATURE_TABLES_DDL)
 
-        def replace() -> None:
+        with transaction(con):
             con.execute("DELETE FROM features.customer_daily WHERE delivery_date BETWEEN ? AND ?", [start, end])
             con.execute(Template((SQL_DIR / "customer_daily.sql").read_text()).substitute(start=start, end=end))
 
-        in_transaction(con, replace)
         rows, customers, spend, transactions = con.execute(
             "SELECT count(*), count(DISTINCT customer_id), coalesce(sum(spend), 0), coalesce(sum(transactions), 0) "
             "FROM features.customer_daily WHERE delivery_date BETWEEN ? AND ?", [start, end]
@@ -127,7 +126,7 @@ def customer_features(
         stored = [name for name, _ in table_columns(con, "features.customer_features")]
         rebuilt = bool(stored) and stored != list(snapshot.columns)
 
-        def replace() -> None:
+        with transaction(con):
             if rebuilt:
                 # The feature definition changed: old snapshots cannot sit beside new ones.
                 con.execute("DROP TABLE features.customer_features")
@@ -142,7 +141,6 @@ def customer_features(
                 [config.retention_days, start, end],
             )
 
-        in_transaction(con, replace)
         con.unregister("_snapshot_frame")
         leaks, duplicates = con.execute(
             """

@@ -40,7 +40,7 @@ from mlsys_assets.ingest.reader import (
 )
 from mlsys_assets.metadata import ddl_column_schema, markdown_table, table_columns
 from mlsys_assets.partitions import daily_partitions
-from mlsys_assets.resources import WAREHOUSE_POOL, LandingZone, Warehouse, in_transaction
+from mlsys_assets.resources import WAREHOUSE_POOL, LandingZone, Warehouse, transaction
 
 SQL_DIR = Path(__file__).parent
 RAW_TABLES_DDL = (SQL_DIR / "raw_tables.sql").read_text()
@@ -210,8 +210,9 @@ def raw_transactions(
                 max_late_days=config.max_late_days,
             )
         )
+        _quarantine_rows(con, "transactions", "_checked_transactions", context.run_id)
 
-        def replace_partitions() -> None:
+        with transaction(con):
             con.execute("DELETE FROM raw.transactions WHERE delivery_date IN (SELECT day FROM _delivery_days)")
             con.execute(
                 "DELETE FROM raw.quarantine WHERE feed = 'transactions' "
@@ -228,9 +229,6 @@ def raw_transactions(
                 [context.run_id],
             )
             con.execute("INSERT INTO raw.quarantine SELECT * FROM _quarantine_rows")
-
-        _quarantine_rows(con, "transactions", "_checked_transactions", context.run_id)
-        in_transaction(con, replace_partitions)
 
         in_run = "delivery_date IN (SELECT day FROM _delivery_days)"
         loaded, customers = con.execute(
@@ -359,7 +357,7 @@ def raw_customers(context: AssetExecutionContext, warehouse: Warehouse, landing:
         _quarantine_rows(con, "customers", "_checked_customers", context.run_id)
         masked_quarantine = _mask_personal_fields(con.execute("SELECT * FROM _quarantine_rows").df(), staged, fmt)
 
-        def replace_customers() -> None:
+        with transaction(con):
             con.execute("DELETE FROM raw.customers")
             con.execute("DELETE FROM raw.quarantine WHERE feed = 'customers'")
             con.execute(
@@ -375,8 +373,6 @@ def raw_customers(context: AssetExecutionContext, warehouse: Warehouse, landing:
             con.register("_masked_quarantine", masked_quarantine)
             con.execute("INSERT INTO raw.quarantine SELECT * FROM _masked_quarantine")
             con.unregister("_masked_quarantine")
-
-        in_transaction(con, replace_customers)
 
         loaded = con.execute("SELECT count(*) FROM raw.customers").fetchone()[0]
         valid_rows = con.execute("SELECT count(*) FROM _checked_customers WHERE problem IS NULL").fetchone()[0]

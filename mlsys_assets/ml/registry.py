@@ -13,6 +13,7 @@ import duckdb
 import pandas as pd
 
 from mlsys_assets.ml.model_store import ModelVersion, write_pointer
+from mlsys_assets.resources import transaction
 
 ML_TABLES_DDL = (Path(__file__).parent / "ml_tables.sql").read_text()
 STATES = ("candidate", "production", "retired", "rejected")
@@ -83,8 +84,7 @@ def promote(con: duckdb.DuckDBPyConnection, serving_root: Path, model: str, vers
     if row[0] == "production":
         raise RegistryError(f"{version} is already the production {model} model")
     current = production(con, model)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         if current:
             _set_state(con, model, current[0], "retired", f"replaced by {version}")
         con.execute(
@@ -92,10 +92,6 @@ def promote(con: duckdb.DuckDBPyConnection, serving_root: Path, model: str, vers
             [current[0] if current else None, model, version],
         )
         _set_state(con, model, version, "production", reason)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     _write_pointer_from_table(con, serving_root, f"{model} {version}: {reason}")
 
 
@@ -109,14 +105,9 @@ def rollback(con: duckdb.DuckDBPyConnection, serving_root: Path, model: str) -> 
     current, previous = row
     if previous is None:
         raise RegistryError(f"{current} is the first production {model} model: there is nothing to roll back to")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         _set_state(con, model, current, "retired", f"rolled back to {previous}")
         _set_state(con, model, previous, "production", f"rollback from {current}")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     _write_pointer_from_table(con, serving_root, f"{model}: rollback from {current} to {previous}")
     return current, previous
 

@@ -37,6 +37,7 @@ from mlsys_assets.resources import (
     LandingZone,
     MonitoringSettings,
     Warehouse,
+    transaction,
 )
 
 MONITORING_TABLES_DDL = (Path(__file__).parent / "monitoring_tables.sql").read_text()
@@ -75,8 +76,7 @@ def _store(
     ]
     with warehouse.connect() as con:
         con.execute(MONITORING_TABLES_DDL)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute(
                 "INSERT INTO monitoring.reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [report_id, result.kind, day, model_version, result.reference_rows, result.current_rows, result.passed,
@@ -85,10 +85,6 @@ def _store(
             )
             if metric_rows:
                 con.executemany("INSERT INTO monitoring.metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", metric_rows)
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         index_rows = con.execute(
             """
             SELECT report_id, kind, partition_day::VARCHAR AS partition, model_version, reference_rows, current_rows,

@@ -28,7 +28,7 @@ from mlsys_assets.metadata import ddl_column_schema, markdown_table
 from mlsys_assets.ml.model_store import NoProductionModelError
 from mlsys_assets.ml.scoring import ProductionModels
 from mlsys_assets.partitions import daily_partitions, partition_days, recent_days_eager
-from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse
+from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse, transaction
 
 PREDICTION_TABLES_DDL = (Path(__file__).parent / "prediction_tables.sql").read_text()
 CUSTOMER_FEATURES, MODEL_REGISTRY = ["features", "customer_features"], ["ml", "model_registry"]
@@ -80,8 +80,7 @@ def customer_predictions(
         share = scored.groupby("as_of")["predicted_spend"].rank(method="first", pct=True)
         scored["value_decile"] = np.ceil(share * 10).astype(int)
         con.register("_scored", scored)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute("DELETE FROM predictions.customer_predictions WHERE as_of BETWEEN ? AND ?", [start, end])
             con.execute(
                 """
@@ -91,10 +90,6 @@ def customer_predictions(
                 """,
                 [forecast.horizon_days, models.ltv.version.version, models.churn.version.version, context.run_id],
             )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         con.unregister("_scored")
         bad_values, duplicates, missing = con.execute(
             """
@@ -162,8 +157,7 @@ def retention_targets(
     export_dir.mkdir(parents=True, exist_ok=True)
     with warehouse.connect() as con:
         con.execute(PREDICTION_TABLES_DDL)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute("DELETE FROM predictions.retention_targets WHERE as_of BETWEEN ? AND ?", [start, end])
             con.execute(
                 """
@@ -177,10 +171,6 @@ def retention_targets(
                 """,
                 [start, end, config.min_value_decile, config.min_churn_probability],
             )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         counts = dict(con.execute(
             "SELECT as_of, count(*) FROM predictions.retention_targets WHERE as_of BETWEEN ? AND ? GROUP BY ALL",
             [start, end]).fetchall())
