@@ -15,9 +15,12 @@ export UV_PYTHON_DOWNLOADS := never
 # Two years: the models learn the yearly season from the first year's windows.
 DEMO_CUSTOMERS ?= 5000
 DEMO_DAYS ?= 730
+# demo-drift: a weak new acquisition channel takes 45% of signups over the last DRIFT_DAYS days.
+DRIFT_DAYS ?= 120
+DEMO_SIMULATE_ARGS ?=
 TEST_ARGS ?= -n 2
 
-.PHONY: install pool demo ingest test ui serve clean
+.PHONY: install pool demo demo-reset demo-drift ingest test ui serve clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -40,17 +43,31 @@ install: $(VENV)/.installed
 pool: install
 	@$(BIN)/dagster instance concurrency set warehouse 1 > /dev/null
 
-demo: pool
-	$(BIN)/mlsys simulate --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS) --dirty-share 0.002
+demo: pool demo-reset
+	$(BIN)/mlsys simulate --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS) --dirty-share 0.002 $(DEMO_SIMULATE_ARGS)
 	$(BIN)/mlsys ingest
 	$(BIN)/mlsys features
 	$(BIN)/mlsys train
 	$(BIN)/mlsys predict
+	$(BIN)/mlsys monitor
 	@echo
 	@echo "Next:"
-	@echo "  make ui      -> http://127.0.0.1:3000 (assets, runs, checks, evaluation charts)"
+	@echo "  reports      -> $(MLSYS_DATA_DIR)/reports/index.html (Evidently, opens offline)"
+	@echo "  make ui      -> http://127.0.0.1:3000 (assets, runs, checks, evaluation charts, monitoring reports)"
 	@echo "  the API      -> export MLSYS_API_TOKEN=demo-token; make serve   (then see README: curl examples)"
 	@echo "  SQL          -> $(BIN)/mlsys sql \"SELECT * FROM predictions.retention_targets ORDER BY priority LIMIT 10\""
+
+# A new simulated shop makes the previous demo's warehouse, models and reports meaningless; a data
+# directory that holds anything but a simulated shop is left alone.
+demo-reset:
+	@if [ -e "$(MLSYS_DATA_DIR)/warehouse.duckdb" ] && [ ! -e "$(MLSYS_DATA_DIR)/simulation/ground_truth.parquet" ]; then \
+	  echo "$(MLSYS_DATA_DIR) holds data that mlsys simulate did not create: not replacing it with a demo"; exit 1; fi
+	rm -rf $(addprefix $(MLSYS_DATA_DIR)/,warehouse.duckdb warehouse.duckdb.wal landing models serving reports exports simulation)
+
+# The same demo on a shop whose customers drift: `mlsys monitor` raises the feature drift alert, the
+# drift_retraining logic retrains, and the gate decides (docs/monitoring.md).
+demo-drift:
+	$(MAKE) demo DEMO_SIMULATE_ARGS="--drift-from $$(date -u -d '$(DRIFT_DAYS) days ago' +%F) --drift-kind channel"
 
 ingest: pool
 	$(BIN)/mlsys ingest

@@ -782,7 +782,7 @@ def main() -> int:
         print(f"  WARNING: other processes used more than 25% of one core during {len(busy)} of "
               f"{len(ceiling) + len(results)} runs (up to {worst:.0f}%): those figures are low; see 'others'.")
     if server_log.strip():
-        print(f"  server log (tail):\n    " + server_log.replace("\n", "\n    "))
+        print("  server log (tail):\n    " + server_log.replace("\n", "\n    "))
 
     print()
     print("In-process, no HTTP (same serving copy; the HTTP servers are stopped by now):")

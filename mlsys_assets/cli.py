@@ -155,7 +155,9 @@ def monitor() -> None:
     """Run the Evidently reports for the newest prediction day and react to any alert like the sensor does."""
     from mlsys_assets.runs import monitor_newest_day
 
-    ok = monitor_newest_day(echo=click.echo)
+    ok, retrained = monitor_newest_day(echo=click.echo)
+    if retrained:
+        _print_registry(data_dir())
     click.echo(f"\nReports: {DataLayout(data_dir()).reports / 'index.html'} (opens offline)")
     if not ok:
         sys.exit(1)

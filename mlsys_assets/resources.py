@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
 import duckdb
 from dagster import ConfigurableResource
@@ -123,10 +124,22 @@ class ForecastSettings(ConfigurableResource):
 class MonitoringSettings(ConfigurableResource):
     """Thresholds of the monitoring alerts and the drift-triggered retraining (docs/monitoring.md says why)."""
 
+    alert_features: Optional[list[str]] = Field(
+        default=None,
+        description="Features whose drift raises the feature_drift alert; the others are shown without a test. "
+                    "Default: activity in the windows the shop had fully lived at the earliest training day, "
+                    "per-purchase averages and the segment columns, which stay put while the business is stable "
+                    "(age-like features move as the shop ages).")
+    numeric_drift_threshold: float = Field(
+        default=0.15, description="A numerical column drifted when its normed Wasserstein distance (in reference "
+                                  "standard deviations) exceeds this.")
+    categorical_drift_threshold: float = Field(
+        default=0.1, description="A categorical column drifted when its Jensen-Shannon distance exceeds this.")
     drift_share_threshold: float = Field(
-        default=0.3, description="Alert when more than this share of the monitored columns drifted.")
+        default=0.3, description="Alert when more than this share of the alert features drifted.")
     watched_top_features: int = Field(
-        default=5, description="Alert when any of the production model's this-many most important features drifted.")
+        default=5, description="Alert when any of the production model's this-many most important alert features "
+                               "drifted (the segment columns are always watched).")
     performance_tolerance: float = Field(
         default=0.05, description="Alert when matured Gini or ROC-AUC is this much below the model's own evaluation.")
     alert_severity: str = Field(default="ERROR", description="Severity of the drift and performance checks: WARN or ERROR.")

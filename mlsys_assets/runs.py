@@ -112,12 +112,13 @@ def score_newest_day(echo: Echo = print) -> dt.date | None:
 MONITORING_REPORTS = ("data_quality_report", "feature_drift_report", "prediction_drift_report", "model_performance_report")
 
 
-def monitor_newest_day(echo: Echo = print) -> bool:
+def monitor_newest_day(echo: Echo = print) -> tuple[bool, bool]:
     """Monitoring reports for the newest prediction day, then one evaluation of the drift_retraining sensor.
 
-    The performance report needs the forecasts made H days earlier; when there are none (a fresh
-    demo), that day's snapshot and predictions are backfilled first with the current production model,
-    whose training labels end before that day, so the backfill is still point-in-time correct.
+    Returns (success, retrained). The performance report needs the forecasts made H days earlier; when
+    there are none (a fresh demo), that day's snapshot and predictions are backfilled first with the
+    current production model, whose training labels end before that day, so the backfill is still
+    point-in-time correct.
     """
     from dagster import build_sensor_context
 
@@ -132,14 +133,14 @@ def monitor_newest_day(echo: Echo = print) -> bool:
             "SELECT count(*) FROM predictions.customer_predictions WHERE as_of = ?", [matured_day]).fetchone()[0]
     if newest is None:
         echo("no predictions yet: run `mlsys predict` first")
-        return False
+        return False, False
     with instance() as dagster_instance:
         if not has_matured:
             backfill = defs.resolve_job_def("daily_scoring").get_subset(asset_selection={
                 AssetKey(["features", "customer_features"]), AssetKey(["predictions", "customer_predictions"])})
             if not run_job(dagster_instance, backfill, f"daily_scoring {matured_day} (for the performance report)",
                            echo, _range_tags(matured_day, matured_day)).success:
-                return False
+                return False, False
         # The sensor should judge this run's checks only (the daemon's own sensor keeps a real cursor).
         seen = new_alerts(dagster_instance, 0)
         cursor = json.dumps({"after": seen[-1][0] if seen else 0, "last_trigger": 0.0})
@@ -148,12 +149,34 @@ def monitor_newest_day(echo: Echo = print) -> bool:
         for evaluation in result.get_asset_check_evaluations():
             echo(f"  check {evaluation.asset_key.to_user_string()} {evaluation.check_name}: "
                  f"{'passed' if evaluation.passed else 'FAILED (' + evaluation.severity.value + ')'}")
+        _echo_headlines(warehouse, newest, echo)
         context = build_sensor_context(instance=dagster_instance, cursor=cursor,
                                        resources={"settings": defs.resources["settings"]})
         sensed = drift_retraining(context)
         if sensed.run_requests:
             echo("drift_retraining: an alert was raised, retraining now (the gate decides what serves)")
-            return run_job(dagster_instance, defs.resolve_job_def("weekly_retraining"), "weekly_retraining", echo,
-                           sensed.run_requests[0].tags).success and result.success
-        echo(f"drift_retraining: {sensed.skip_message}")
-    return result.success
+            retraining = run_job(dagster_instance, defs.resolve_job_def("weekly_retraining"), "weekly_retraining", echo,
+                                 sensed.run_requests[0].tags)
+            return retraining.success and result.success, True
+        echo(f"drift_retraining: {sensed.skip_reason.skip_message}")
+    return result.success, False
+
+
+def _echo_headlines(warehouse: Warehouse, day: dt.date, echo: Echo) -> None:
+    with warehouse.connect(read_only=True) as con:
+        rows = con.execute(
+            """
+            SELECT kind, passed, headline FROM monitoring.reports WHERE partition_day = ?
+            QUALIFY row_number() OVER (PARTITION BY kind ORDER BY created_at DESC) = 1 ORDER BY kind
+            """,
+            [day],
+        ).fetchall()
+    for kind, passed, headline in rows:
+        numbers = json.loads(headline)
+        if "drifted_column_names" in numbers:
+            drifted = ", ".join(numbers["drifted_column_names"]) or "none"
+            detail = f"{numbers['drifted_columns']}/{numbers['columns']} tested columns drifted ({drifted})"
+        else:
+            detail = ", ".join(f"{k} {numbers[k]:.3f}" for k in ("rmse", "baseline_rmse", "roc_auc")
+                               if numbers.get(k) is not None)
+        echo(f"  {kind:<18} {'pass' if passed else 'FAIL'}  {detail}")

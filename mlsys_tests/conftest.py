@@ -138,7 +138,7 @@ def failure_message() -> Callable[[ExecuteInProcessResult], str]:
 
 import datetime as _dt  # noqa: E402
 import shutil  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
 
 from mlsys_assets.features.assets import customer_daily  # noqa: E402
 from mlsys_assets.ml.assets import (  # noqa: E402
@@ -148,7 +148,7 @@ from mlsys_assets.ml.assets import (  # noqa: E402
     model_registry,
     training_examples,
 )
-from mlsys_assets.resources import ForecastSettings  # noqa: E402
+from mlsys_assets.resources import ForecastSettings, MonitoringSettings  # noqa: E402
 from mlsys_assets.settings import DataLayout  # noqa: E402
 from mlsys_assets.simulate import SimulationConfig, simulate  # noqa: E402
 
@@ -170,6 +170,7 @@ def ml_resources_for(data_dir: Path, horizon_days: int = SHOP_HORIZON_DAYS) -> d
         "warehouse": Warehouse(path=str(data_dir / "warehouse.duckdb")),
         "landing": LandingZone(data_dir=str(data_dir)),
         "forecast": ForecastSettings(horizon_days=horizon_days),
+        "settings": MonitoringSettings(),
     }
 
 
@@ -230,19 +231,29 @@ class Shop:
             con.close()
 
 
-@pytest.fixture(scope="session")
-def shop_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The simulated shop (SHOP_CONFIG) with customers, transactions and customer_daily loaded; never modified."""
-    root = tmp_path_factory.mktemp("shop_template") / "data"
-    simulate(root, SHOP_CONFIG)
+def _ingested_shop(root: Path, config: SimulationConfig) -> Path:
+    simulate(root, config)
     resources = ml_resources_for(root)
-    tags = {ASSET_PARTITION_RANGE_START_TAG: SHOP_CONFIG.start.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: SHOP_CONFIG.end.isoformat()}
+    tags = {ASSET_PARTITION_RANGE_START_TAG: config.start.isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: config.end.isoformat()}
     with pytest.MonkeyPatch.context() as patch, DagsterInstance.ephemeral() as ephemeral:
         patch.setenv("MLSYS_PII_KEY", "test-pii-key")
         materialize([raw_customers], resources=resources, instance=ephemeral)
         materialize([raw_transactions, customer_daily], resources=resources, instance=ephemeral, tags=tags)
     return root
+
+
+@pytest.fixture(scope="session")
+def shop_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated shop (SHOP_CONFIG) with customers, transactions and customer_daily loaded; never modified."""
+    return _ingested_shop(tmp_path_factory.mktemp("shop_template") / "data", SHOP_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def drifted_shop_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same shop, but a weak new acquisition channel takes 45% of signups over its last 100 days."""
+    config = replace(SHOP_CONFIG, drift_from=SHOP_CONFIG.end - _dt.timedelta(days=99), drift_kind="channel")
+    return _ingested_shop(tmp_path_factory.mktemp("drifted_shop_template") / "data", config)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from mlsys_assets.features.assets import customer_daily, customer_features
 from mlsys_assets.features.snapshot import BTYD_FEATURES, build_snapshot
-from mlsys_assets.ingest.assets import raw_customers
 
 HORIZON_DAYS = 30
 CUSTOMER_DAILY = AssetKey(["features", "customer_daily"])

@@ -110,7 +110,9 @@ def test_definitions_load_with_layer_groups_and_running_sensors(tmp_path):
     layers = {path.name for path in Path(mlsys_assets.__file__).parent.iterdir() if (path / "__init__.py").exists()}
     assert groups[AssetKey(["raw", "transactions"])] == groups[AssetKey(["raw", "customers"])] == "ingest"
     assert set(groups.values()) <= layers
-    assert {name: defs.resolve_sensor_def(name).default_status for name in ("landing_sensor", "automation")} == {
+    assert {name: defs.resolve_sensor_def(name).default_status
+            for name in ("landing_sensor", "automation", "drift_retraining")} == {
         "landing_sensor": DefaultSensorStatus.RUNNING,
         "automation": DefaultSensorStatus.RUNNING,
+        "drift_retraining": DefaultSensorStatus.RUNNING,
     }

@@ -155,12 +155,21 @@ def training_examples(
 REFERENCE_ROWS = 100_000
 
 
-def reference_sample(train: pd.DataFrame, features: list[str], predictions: np.ndarray, target: str, seed: int) -> pd.DataFrame:
-    """The training rows monitoring compares against: features, target and the model's own predictions."""
-    reference = train[["as_of", "customer_id", *features, target]].assign(prediction=predictions)
-    if len(reference) > REFERENCE_ROWS:
-        reference = reference.sample(REFERENCE_ROWS, random_state=seed)
-    return reference.reset_index(drop=True)
+def reference_sample(
+    train: pd.DataFrame, holdout: pd.DataFrame, features: list[str], train_predictions: np.ndarray,
+    holdout_predictions: np.ndarray, target: str, seed: int,
+) -> pd.DataFrame:
+    """What monitoring compares against: features, target and the model's own predictions, for a sample of
+    the training rows (split "train", a year of as-of days) and the holdout day (split "holdout", the newest
+    cross-section the model was validated on)."""
+    columns = ["as_of", "customer_id", *features, target]
+    parts = [frame[columns].assign(prediction=predictions, split=split)
+             for frame, predictions, split in ((train, train_predictions, "train"), (holdout, holdout_predictions, "holdout"))]
+    if len(parts[0]) > REFERENCE_ROWS:
+        parts[0] = parts[0].sample(REFERENCE_ROWS, random_state=seed)
+    if len(parts[1]) > REFERENCE_ROWS:
+        parts[1] = parts[1].sample(REFERENCE_ROWS, random_state=seed)
+    return pd.concat(parts, ignore_index=True)
 
 
 class ModelConfig(Config):
@@ -200,11 +209,11 @@ def _train(
     model.fit(Pool(train_matrix, train[target], cat_features=list(CATEGORICAL_FEATURES)))
     holdout_matrix = model_frame(holdout, features, list(CATEGORICAL_FEATURES))
     if model_name == "ltv":
-        metrics = spend_metrics(holdout["label_spend"].to_numpy(), model.predict(holdout_matrix))
-        train_predictions = model.predict(train_matrix)
+        holdout_predictions, train_predictions = model.predict(holdout_matrix), model.predict(train_matrix)
     else:
-        metrics = churn_metrics(holdout["churned"].to_numpy(), model.predict_proba(holdout_matrix)[:, 1])
+        holdout_predictions = model.predict_proba(holdout_matrix)[:, 1]
         train_predictions = model.predict_proba(train_matrix)[:, 1]
+    metrics = (spend_metrics if model_name == "ltv" else churn_metrics)(holdout[target].to_numpy(), holdout_predictions)
     # CatBoost stamps a random guid and the wall-clock time into model.cbm; fixed values derived from
     # the inputs make the file itself reproducible (same data, code and seed -> the same bytes).
     inputs = json.dumps([params, features, len(train), float(train[target].sum()), str(train["as_of"].max())])
@@ -236,7 +245,8 @@ def _train(
     }
     layout = landing.layout
     version = save_version(
-        layout.models, model_name, model, card, reference_sample(train, features, train_predictions, target, config.seed)
+        layout.models, model_name, model, card,
+        reference_sample(train, holdout, features, train_predictions, holdout_predictions, target, config.seed),
     )
     with warehouse.connect() as con:
         registry.ensure_tables(con)

@@ -42,7 +42,7 @@ class ModelVersion:
 
     @property
     def reference_file(self) -> Path:
-        """A sample of the training rows with the model's own predictions: the drift reference."""
+        """Training rows (a sample) and the holdout day with the model's own predictions: the drift references."""
         return self.path / "reference.parquet"
 
     def card(self) -> dict[str, Any]:

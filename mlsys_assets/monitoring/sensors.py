@@ -47,9 +47,7 @@ def new_alerts(instance, after_id: int) -> list[tuple[int, str]]:
 @sensor(
     job=retraining_job,
     minimum_interval_seconds=60,
-    # Stopped until the drift references and thresholds are tuned to stay quiet on stable data
-    # (docs/architecture.md, "Monitoring"); start it in the UI to let alerts retrain.
-    default_status=DefaultSensorStatus.STOPPED,
+    default_status=DefaultSensorStatus.RUNNING,
     description="Starts weekly_retraining when a drift or performance alert fails, at most once per cool-down.",
 )
 def drift_retraining(context: SensorEvaluationContext, settings: MonitoringSettings) -> SensorResult:
