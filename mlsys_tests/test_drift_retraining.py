@@ -2,7 +2,15 @@
 
 import json
 
-from dagster import AssetCheckEvaluation, AssetCheckSeverity, AssetKey, DagsterInstance, build_sensor_context
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterInstance,
+    asset,
+    build_sensor_context,
+    materialize,
+)
 
 from mlsys_assets.monitoring.sensors import drift_retraining
 from mlsys_assets.resources import MonitoringSettings
@@ -54,3 +62,20 @@ def test_other_failed_checks_do_not_retrain():
     with DagsterInstance.ephemeral() as instance:
         _report(instance, "data_quality_report", "data_quality", passed=False)
         assert not _tick(instance, None).run_requests
+
+
+def test_a_retraining_started_elsewhere_starts_the_cool_down():
+    """`mlsys monitor` retrains itself; the daemon's sensor (fresh cursor) must not retrain again for that alert."""
+
+    @asset
+    def stand_in_for_retraining() -> None:
+        pass
+
+    with DagsterInstance.ephemeral() as instance:
+        _report(instance, "feature_drift_report", "feature_drift", passed=False)
+        assert materialize([stand_in_for_retraining], instance=instance,
+                           tags={"mlsys/trigger": "drift_retraining"}).success
+        held = _tick(instance, None)
+        assert not held.run_requests
+        assert json.loads(held.cursor)["after"] > 0  # the alert is seen, and not acted on later either
+        assert not _tick(instance, held.cursor, cooldown_hours=0.0).run_requests

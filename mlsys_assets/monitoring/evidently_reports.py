@@ -51,6 +51,7 @@ from evidently.metrics import MissingValueCount, RowCount, ValueDrift
 from evidently.presets import ClassificationPreset, DataDriftPreset, DatasetStats, RegressionPreset, ValueStats
 from evidently.presets.dataset_stats import ValueStatsTests
 from evidently.tests import Reference, eq, gt, lt, lte
+from sklearn.exceptions import UndefinedMetricWarning
 
 from mlsys_assets.monitoring.report_index import write_text_atomically
 
@@ -452,6 +453,8 @@ def _run_definition(
     with warnings.catch_warnings():
         # numpy warns on constant columns (correlations, std of a single value); the values are handled below.
         warnings.simplefilter("ignore", RuntimeWarning)
+        # Evidently's regression widgets score small error segments, where R^2 is undefined (shown as such).
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
         current_ds = Dataset.from_pandas(cur.reset_index(drop=True), data_definition=definition)
         reference_ds = None if ref is None else Dataset.from_pandas(ref.reset_index(drop=True), data_definition=definition)
         return report.run(current_ds, reference_ds, name=title)

@@ -14,6 +14,7 @@ from dagster import (
     AssetKey,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     sensor,
@@ -25,6 +26,7 @@ from mlsys_assets.jobs import retraining_job
 from mlsys_assets.resources import MonitoringSettings
 
 
+TRIGGER_TAG = "mlsys/trigger"
 ALERT_CHECK_KEYS = [
     AssetCheckKey(AssetKey(["monitoring", asset]), check)
     for asset, check in (("feature_drift_report", "feature_drift"), ("prediction_drift_report", "prediction_drift"),
@@ -44,6 +46,12 @@ def new_alerts(instance, after_id: int) -> list[tuple[int, str]]:
     return sorted(alerts)
 
 
+def last_drift_retraining(instance) -> float:
+    """Start time (epoch seconds) of the newest run tagged as a drift retraining, from any source, or 0."""
+    records = instance.get_run_records(filters=RunsFilter(tags={TRIGGER_TAG: "drift_retraining"}), limit=1)
+    return records[0].create_timestamp.timestamp() if records else 0.0
+
+
 @sensor(
     job=retraining_job,
     minimum_interval_seconds=60,
@@ -56,14 +64,17 @@ def drift_retraining(context: SensorEvaluationContext, settings: MonitoringSetti
     if not alerts:
         return SensorResult(skip_reason="no new drift or performance alert", cursor=json.dumps(cursor))
     cursor["after"] = alerts[-1][0]
+    # `mlsys monitor` retrains outside this sensor, and a fresh cursor knows of no earlier trigger: the
+    # instance's run history is what says when the last drift retraining started.
+    last_trigger = max(cursor["last_trigger"], last_drift_retraining(context.instance))
     now = time.time()
-    if now - cursor["last_trigger"] < settings.retraining_cooldown_hours * 3600:
+    if now - last_trigger < settings.retraining_cooldown_hours * 3600:
         context.log.info("%d alert(s) within the cool-down; not retraining again: %s", len(alerts), alerts)
         return SensorResult(skip_reason="alert(s) within the retraining cool-down", cursor=json.dumps(cursor))
     cursor["last_trigger"] = now
     execution_id, check = alerts[0]
     return SensorResult(
         run_requests=[RunRequest(run_key=f"drift_retraining:{execution_id}",
-                                 tags={"mlsys/trigger": "drift_retraining", "mlsys/alert": check})],
+                                 tags={TRIGGER_TAG: "drift_retraining", "mlsys/alert": check})],
         cursor=json.dumps(cursor),
     )
