@@ -73,11 +73,21 @@ def _window_column(prefix: str, horizon_days: int) -> tuple[str, float]:
     return f"{prefix}_{days}", horizon_days / days
 
 
-def load_examples(warehouse: Warehouse, split: str | None = None) -> pd.DataFrame:
+# CatBoost's fit time grows linearly with rows while the holdout metrics stop improving long before a
+# million customers' grid (bench/pipeline.py, docs/benchmarks.md): training uses a fixed-size sample.
+MAX_TRAINING_ROWS = 250_000
+
+
+def load_examples(warehouse: Warehouse, split: str | None = None, max_train_rows: int | None = None) -> pd.DataFrame:
+    """Training examples in (as_of, customer_id) order; with max_train_rows, the train split is a sample of
+    that many rows, chosen by a hash of the key so the same examples always give the same sample."""
+    train = "SELECT * FROM ml.training_examples WHERE split = 'train'"
+    if max_train_rows is not None:
+        train = f"({train} ORDER BY hash(customer_id, as_of) LIMIT {int(max_train_rows)})"
+    holdout = "SELECT * FROM ml.training_examples WHERE split = 'holdout'"
+    parts = {"train": [train], "holdout": [holdout], None: [train, holdout]}[split]
     with warehouse.connect() as con:
-        where = "WHERE split = ?" if split else ""
-        return con.execute(f"SELECT * FROM ml.training_examples {where} ORDER BY as_of, customer_id",
-                           [split] if split else []).df()
+        return con.execute(" UNION ALL ".join(parts) + " ORDER BY as_of, customer_id").df()
 
 
 class TrainingExamplesConfig(Config):
@@ -122,17 +132,27 @@ def training_examples(
                 f"need at least {config.min_history_days + 2 * horizon + config.grid_step_days} days of deliveries"
             )
         days = train + holdout
-        examples = build_snapshot(con, days, horizon)
+        snapshots = build_snapshot(con, days, horizon)
         con.execute(Template((SQL_DIR / "labels.sql").read_text()).substitute(horizon=horizon))
-        labels = con.execute("SELECT * FROM _labels").df()
-        examples = examples.merge(labels, on=["as_of", "customer_id"], how="left")
-        examples["label_spend"] = examples["label_spend"].fillna(0.0)
-        examples["label_transactions"] = examples["label_transactions"].fillna(0).astype(int)
-        examples["churned"] = (examples["label_transactions"] == 0).astype(int)
-        examples["split"] = np.where(examples["as_of"].dt.date.isin(holdout), "holdout", "train")
-        con.register("_examples_frame", examples)
-        con.execute("CREATE OR REPLACE TABLE ml.training_examples AS SELECT * REPLACE (as_of::DATE AS as_of) FROM _examples_frame")
-        con.unregister("_examples_frame")
+        # The label join in DuckDB, not pandas: at a million customers the grid has ~11M rows.
+        con.register("_snapshots", snapshots)
+        con.execute(
+            """
+            CREATE OR REPLACE TABLE ml.training_examples AS
+            SELECT s.* REPLACE (s.as_of::DATE AS as_of),
+                   coalesce(l.label_spend, 0)::DOUBLE AS label_spend,
+                   coalesce(l.label_transactions, 0)::BIGINT AS label_transactions,
+                   (coalesce(l.label_transactions, 0) = 0)::BIGINT AS churned,
+                   CASE WHEN s.as_of::DATE IN (SELECT unnest(?::DATE[])) THEN 'holdout' ELSE 'train' END AS split
+            FROM _snapshots s
+            LEFT JOIN _labels l ON l.as_of = s.as_of::DATE AND l.customer_id = s.customer_id
+            ORDER BY s.as_of, s.customer_id
+            """,
+            [holdout],
+        )
+        con.unregister("_snapshots")
+        del snapshots
+        rows = dict(con.execute("SELECT split, count(*) FROM ml.training_examples GROUP BY split").fetchall())
         summary = markdown_table(
             con,
             """SELECT split, as_of, count(*) AS customers, round(avg(churned), 3) AS churn_rate,
@@ -140,9 +160,9 @@ def training_examples(
         )
     return MaterializeResult(
         metadata={
-            "dagster/row_count": len(examples),
-            "train_rows": int((examples["split"] == "train").sum()),
-            "holdout_rows": int((examples["split"] == "holdout").sum()),
+            "dagster/row_count": sum(rows.values()),
+            "train_rows": rows.get("train", 0),
+            "holdout_rows": rows.get("holdout", 0),
             "train_as_of": f"{train[0]} … {train[-1]} ({len(train)} days)",
             "holdout_as_of": ", ".join(map(str, holdout)),
             "label_window_days": horizon,
@@ -178,6 +198,8 @@ class ModelConfig(Config):
     depth: int = 4
     l2_leaf_reg: float = 3.0
     seed: int = Field(default=7, description="Training is deterministic for a given seed.")
+    max_training_rows: int = Field(default=MAX_TRAINING_ROWS, description="Train on a deterministic sample of at "
+                                   "most this many examples (all of them when there are fewer).")
 
 
 class LtvModelConfig(ModelConfig):
@@ -193,7 +215,7 @@ class ChurnModelConfig(ModelConfig):
 def _train(
     context: AssetExecutionContext, model_name: str, config: ModelConfig, warehouse: Warehouse, landing: LandingZone
 ) -> MaterializeResult:
-    examples = load_examples(warehouse)
+    examples = load_examples(warehouse, max_train_rows=config.max_training_rows)
     train, holdout = examples[examples["split"] == "train"], examples[examples["split"] == "holdout"]
     features = list(FEATURES)
     params = {
@@ -361,7 +383,7 @@ def model_evaluation(
         "ltv": version_from_path(Path(upstream_metadata(context, LTV_MODEL)["path"])),
         "churn": version_from_path(Path(upstream_metadata(context, CHURN_MODEL)["path"])),
     }
-    examples = load_examples(warehouse)
+    examples = load_examples(warehouse, max_train_rows=MAX_TRAINING_ROWS)
     train, holdout = examples[examples["split"] == "train"], examples[examples["split"] == "holdout"]
     holdout_as_of = holdout["as_of"].dt.date.max()
     actual_spend, churned = holdout["label_spend"].to_numpy(float), holdout["churned"].to_numpy(int)

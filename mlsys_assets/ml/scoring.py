@@ -66,8 +66,11 @@ class ProductionModels:
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """predicted_spend, churn_probability and risk_segment per row: one vectorized call per model."""
-        spend = self.ltv.model.predict(model_frame(frame, self.ltv.features, self.ltv.categorical))
-        churn = self.churn.model.predict_proba(model_frame(frame, self.churn.features, self.churn.categorical))[:, 1]
+        ltv_matrix = model_frame(frame, self.ltv.features, self.ltv.categorical)
+        same_inputs = (self.churn.features, self.churn.categorical) == (self.ltv.features, self.ltv.categorical)
+        churn_matrix = ltv_matrix if same_inputs else model_frame(frame, self.churn.features, self.churn.categorical)
+        spend = self.ltv.model.predict(ltv_matrix)
+        churn = self.churn.model.predict_proba(churn_matrix)[:, 1]
         spend = np.maximum(np.asarray(spend, float), 0.0)
         return pd.DataFrame(
             {"predicted_spend": spend, "churn_probability": churn, "risk_segment": risk_segment(churn)},

@@ -9,6 +9,7 @@ alert as an asset check. The drift_retraining sensor reacts to those checks.
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from dagster import (
@@ -27,8 +28,6 @@ from dagster import (
 from mlsys_assets.features.snapshot import CATEGORICAL_FEATURES, NUMERIC_FEATURES, WINDOWS_DAYS
 from mlsys_assets.ml.metrics import churn_metrics, spend_metrics
 from mlsys_assets.ml.model_store import ModelVersion, NoProductionModelError, production_version
-from mlsys_assets.monitoring import evidently_reports
-from mlsys_assets.monitoring.evidently_reports import ReportResult
 from mlsys_assets.monitoring.report_index import prune_reports, write_index
 from mlsys_assets.partitions import daily_partitions, partition_days, recent_days_eager
 from mlsys_assets.resources import (
@@ -39,6 +38,9 @@ from mlsys_assets.resources import (
     Warehouse,
     transaction,
 )
+
+if TYPE_CHECKING:
+    from mlsys_assets.monitoring.evidently_reports import ReportResult
 
 MONITORING_TABLES_DDL = (Path(__file__).parent / "monitoring_tables.sql").read_text()
 # The season features are the same for every customer of a day and move with the calendar by design.
@@ -72,7 +74,7 @@ def _reference(version: ModelVersion, split: str) -> pd.DataFrame:
 
 def _store(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings,
-    result: ReportResult, day: dt.date, model_version: str | None,
+    result: "ReportResult", day: dt.date, model_version: str | None,
 ) -> str:
     """Record the run and its metrics, prune old HTML, rewrite the index; returns the report id."""
     report_id = f"{result.kind}:{day}:{context.run_id[:8]}"
@@ -115,7 +117,7 @@ def _store(
     return report_id
 
 
-def _metadata(result: ReportResult, report_id: str, landing: LandingZone) -> dict:
+def _metadata(result: "ReportResult", report_id: str, landing: LandingZone) -> dict:
     # Numeric headline values as their own entries: the UI plots each over the partitions.
     numbers = {k: float(v) for k, v in result.headline.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
@@ -156,7 +158,7 @@ def _drift_options(settings: MonitoringSettings) -> dict:
             "row_cap": settings.row_cap, "seed": settings.seed}
 
 
-def _drift_check(name: str, result: ReportResult, settings: MonitoringSettings, watched: list[str]) -> AssetCheckResult:
+def _drift_check(name: str, result: "ReportResult", settings: MonitoringSettings, watched: list[str]) -> AssetCheckResult:
     drifted = set(result.headline.get("drifted_column_names", []))
     share = float(result.headline.get("drift_share", 0.0))
     watched_drifted = sorted(drifted & set(watched))
@@ -202,6 +204,8 @@ def feature_drift_report(
     ranked = [f for f in sorted(importance, key=importance.get, reverse=True) if f in numerical + categorical]
     watched = sorted(set(ranked[: settings.watched_top_features]) | set(categorical))
     columns = numerical + categorical + untested
+    from mlsys_assets.monitoring import evidently_reports  # ~3 s to import: only report runs pay it
+
     result = evidently_reports.drift_report(
         "feature_drift", reference[columns], current[columns], numerical, categorical,
         landing.layout.reports / "feature_drift" / f"{day}.html", context_numerical=untested,
@@ -250,6 +254,8 @@ def prediction_drift_report(
     if current.empty:
         raise Failure(description=f"no predictions as of {day}: materialize predictions/customer_predictions for it first")
     columns = ["predicted_spend", "churn_probability"]
+    from mlsys_assets.monitoring import evidently_reports  # ~3 s to import: only report runs pay it
+
     result = evidently_reports.drift_report(
         "prediction_drift", reference[columns], current[columns], columns, [],
         landing.layout.reports / "prediction_drift" / f"{day}.html",
@@ -305,6 +311,8 @@ def model_performance_report(
             check_results=[AssetCheckResult(check_name="performance_drop", passed=True,
                                             metadata={"status": "labels not matured"})],
         )
+    from mlsys_assets.monitoring import evidently_reports  # ~3 s to import: only report runs pay it
+
     result = evidently_reports.performance_report(
         frame, landing.layout.reports / "model_performance" / f"{day}.html",
         spend_actual="actual_spend", spend_predicted="predicted_spend", churn_actual="churned",
@@ -359,6 +367,8 @@ def data_quality_report(
     with warehouse.connect(read_only=True) as con:
         current = con.execute(query, [day - dt.timedelta(days=7), day]).df()
         reference = con.execute(query, [day - dt.timedelta(days=35), day - dt.timedelta(days=7)]).df()
+    from mlsys_assets.monitoring import evidently_reports  # ~3 s to import: only report runs pay it
+
     result = evidently_reports.data_quality_report(
         reference, current, ["amount", "quantity", "hour_of_day"], ["weekday"],
         landing.layout.reports / "data_quality" / f"{day}.html", row_cap=settings.row_cap, seed=settings.seed,
