@@ -675,7 +675,7 @@ def print_report(r: dict) -> None:
         ("monitoring (4)", s["monitoring"]["ours_s"], None, "", ""),
         ("pipeline (CLI wall)", pipeline_s, None, "", f"< {TARGET_PIPELINE_1M_S:.0f} s @1m "
          + (_verdict(pipeline_s < TARGET_PIPELINE_1M_S) if at_1m else "(n/a)")),
-        ("pipeline peak RSS GiB", pipeline_rss / 2**30, None, "", f"< 6 GiB @1m "
+        ("pipeline peak RSS GiB", pipeline_rss / 2**30, None, "", "< 6 GiB @1m "
          + (_verdict(pipeline_rss < TARGET_PIPELINE_1M_RSS) if at_1m else "(n/a)")),
     ]
     print("\nStages: ours (asset step durations) against the limit on the same files")

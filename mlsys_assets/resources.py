@@ -49,6 +49,9 @@ class Warehouse(ConfigurableResource):
 
     path: str = Field(description="Path of the DuckDB file (created on first write).")
     lock_timeout_seconds: float = Field(default=60.0, description="How long to wait for another process's lock.")
+    memory_limit: str = Field(
+        default="4GB", description="DuckDB's memory limit per connection; larger intermediate results spill to a "
+                                   "temp folder next to the file (keeps a million-customer backfill within ~6 GiB).")
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -60,7 +63,7 @@ class Warehouse(ConfigurableResource):
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(str(path), read_only=read_only)
+                con = duckdb.connect(str(path), read_only=read_only, config={"memory_limit": self.memory_limit})
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:

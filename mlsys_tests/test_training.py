@@ -257,3 +257,16 @@ def test_registry_row_names_the_version_folder_and_its_lineage(ltv_versions):
     metadata = result.asset_materializations_for_node("ml__ltv_model")[0].metadata
     assert (metadata["version"].value, metadata["path"].value) == (version.version, str(version.path))
     assert metadata["source_partitions"].value == card["source_partitions"]
+
+
+def test_grid_built_a_day_at_a_time_equals_the_grid_built_at_once(shop, monkeypatch):
+    """A million customers' grid is built in chunks of days (memory); the chunks must add up to the same table."""
+    order = "SELECT * FROM ml.training_examples ORDER BY as_of, customer_id"
+    shop.retrain([training_examples])
+    at_once = shop.frame(order)
+    monkeypatch.setattr("mlsys_assets.ml.assets.GRID_CHUNK_ROWS", 1)  # one as-of day per chunk
+    shop.retrain([training_examples])
+    by_day = shop.frame(order)
+    assert at_once["as_of"].nunique() > 2
+    pd.testing.assert_frame_equal(at_once, by_day)
+    assert not shop.query("SELECT * FROM duckdb_tables() WHERE table_name = 'training_examples_next'")

@@ -35,7 +35,7 @@ from mlsys_assets.ml.charts import calibration_chart, gains_chart, importance_ch
 from mlsys_assets.ml.metrics import churn_metrics, spend_metrics
 from mlsys_assets.ml.model_store import ModelVersion, read_pointer, save_version, version_from_path
 from mlsys_assets.ml.scoring import model_frame
-from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse
+from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse, transaction
 
 SQL_DIR = Path(__file__).parent
 PACKAGE_DIR = SQL_DIR.parent
@@ -76,6 +76,7 @@ def _window_column(prefix: str, horizon_days: int) -> tuple[str, float]:
 # CatBoost's fit time grows linearly with rows while the holdout metrics stop improving long before a
 # million customers' grid (bench/pipeline.py, docs/benchmarks.md): training uses a fixed-size sample.
 MAX_TRAINING_ROWS = 250_000
+GRID_CHUNK_ROWS = 2_000_000
 
 
 def load_examples(warehouse: Warehouse, split: str | None = None, max_train_rows: int | None = None) -> pd.DataFrame:
@@ -132,26 +133,35 @@ def training_examples(
                 f"need at least {config.min_history_days + 2 * horizon + config.grid_step_days} days of deliveries"
             )
         days = train + holdout
-        snapshots = build_snapshot(con, days, horizon)
-        con.execute(Template((SQL_DIR / "labels.sql").read_text()).substitute(horizon=horizon))
-        # The label join in DuckDB, not pandas: at a million customers the grid has ~11M rows.
-        con.register("_snapshots", snapshots)
-        con.execute(
+        # The grid has one row per customer and as-of day (~11M at a million customers): it is built a few
+        # days at a time so that only about GRID_CHUNK_ROWS rows are in pandas at once (for the BTYD fits).
+        customers = con.execute("SELECT count(DISTINCT customer_id) FROM raw.transactions").fetchone()[0]
+        chunk_days = max(1, GRID_CHUNK_ROWS // max(customers, 1))
+        # Built beside the current table and swapped in at the end: a failure keeps the old examples.
+        con.execute("DROP TABLE IF EXISTS ml.training_examples_next")
+        for first in range(0, len(days), chunk_days):
+            chunk = days[first:first + chunk_days]
+            snapshots = build_snapshot(con, chunk, horizon)
+            con.execute(Template((SQL_DIR / "labels.sql").read_text()).substitute(horizon=horizon))
+            con.register("_snapshots", snapshots)
+            # Labels joined in DuckDB, not pandas.
+            select = """
+                SELECT s.* REPLACE (s.as_of::DATE AS as_of),
+                       coalesce(l.label_spend, 0)::DOUBLE AS label_spend,
+                       coalesce(l.label_transactions, 0)::BIGINT AS label_transactions,
+                       (coalesce(l.label_transactions, 0) = 0)::BIGINT AS churned,
+                       CASE WHEN s.as_of::DATE IN (SELECT unnest(?::DATE[])) THEN 'holdout' ELSE 'train' END AS split
+                FROM _snapshots s
+                LEFT JOIN _labels l ON l.as_of = s.as_of::DATE AND l.customer_id = s.customer_id
+                ORDER BY s.as_of, s.customer_id
             """
-            CREATE OR REPLACE TABLE ml.training_examples AS
-            SELECT s.* REPLACE (s.as_of::DATE AS as_of),
-                   coalesce(l.label_spend, 0)::DOUBLE AS label_spend,
-                   coalesce(l.label_transactions, 0)::BIGINT AS label_transactions,
-                   (coalesce(l.label_transactions, 0) = 0)::BIGINT AS churned,
-                   CASE WHEN s.as_of::DATE IN (SELECT unnest(?::DATE[])) THEN 'holdout' ELSE 'train' END AS split
-            FROM _snapshots s
-            LEFT JOIN _labels l ON l.as_of = s.as_of::DATE AND l.customer_id = s.customer_id
-            ORDER BY s.as_of, s.customer_id
-            """,
-            [holdout],
-        )
-        con.unregister("_snapshots")
-        del snapshots
+            con.execute(("INSERT INTO ml.training_examples_next " if first else
+                         "CREATE TABLE ml.training_examples_next AS ") + select, [holdout])
+            con.unregister("_snapshots")
+            del snapshots
+        with transaction(con):
+            con.execute("DROP TABLE IF EXISTS ml.training_examples")
+            con.execute("ALTER TABLE ml.training_examples_next RENAME TO training_examples")
         rows = dict(con.execute("SELECT split, count(*) FROM ml.training_examples GROUP BY split").fetchall())
         summary = markdown_table(
             con,
