@@ -60,8 +60,8 @@ def build_definitions(data_root: Path | str | None = None) -> Definitions:
             ),
         ],
         # Most steps are short warehouse steps serialized by the `warehouse` pool anyway; a process per
-        # step would add ~3 s each (docs/architecture.md#executors). Jobs that gain from parallel
-        # processes set their own executor.
+        # step would add ~1.6 s plus ~2.8 s of importing these definitions each (bench/pipeline.py,
+        # docs/architecture.md#executors). Jobs that gain from parallel processes set their own executor.
         executor=in_process_executor,
         resources={
             "warehouse": Warehouse(path=str(layout.warehouse)),
