@@ -114,6 +114,21 @@ def test_drifted_data_fails_on_exactly_the_shifted_columns(drifted: ReportResult
     assert_rows_well_formed(drifted)
 
 
+def test_context_columns_are_scored_but_never_fail_the_report(tmp_path: Path) -> None:
+    shifted = ["recency_days", "spend_90"]
+    tested = [c for c in NUMERICAL if c not in shifted]
+    result = drift_report("feature_drift", features(3000, 1), features(3000, 2, shift=1.0), tested, CATEGORICAL,
+                          tmp_path / "r.html", num_method="wasserstein", num_threshold=0.15,
+                          context_numerical=shifted)
+    assert result.passed and result.headline["drifted_column_names"] == []
+    assert result.headline["columns"] == len(tested) + len(CATEGORICAL)
+    assert all(result.headline["context_scores"][c] > 0.5 for c in shifted)
+    assert {row["column"] for row in result.metrics if row["metric"] == "ValueDrift"} >= set(shifted)
+    with pytest.raises(ValueError, match="must not also be tested"):
+        drift_report("feature_drift", features(100, 1), features(100, 2), NUMERICAL, [], tmp_path / "x.html",
+                     context_numerical=["tx_90"])
+
+
 def test_explicit_methods_and_thresholds_pass_through(tmp_path: Path) -> None:
     result = drift_report(
         "feature_drift", features(3000, 1), features(3000, 2), NUMERICAL, CATEGORICAL, tmp_path / "r.html",
