@@ -1,5 +1,5 @@
 """Declarative automation: a new raw partition flows on to customer_daily and the day's snapshot,
-and a failed blocking check upstream holds it back."""
+a failed blocking check upstream holds it back, and new predictions bring the monitoring reports."""
 
 import datetime as dt
 
@@ -7,6 +7,7 @@ from dagster import (
     AssetCheckEvaluation,
     AssetCheckSeverity,
     AssetKey,
+    AssetMaterialization,
     evaluate_automation_conditions,
     materialize,
 )
@@ -64,3 +65,27 @@ def test_failed_blocking_check_holds_features_back(data_dir, resources, instance
     )
     after = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert after.get_num_requested(CUSTOMER_DAILY) == 0
+
+
+def test_new_predictions_bring_the_day_s_monitoring_reports(data_dir, instance):
+    defs = build_definitions(data_dir)
+    day = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    reports = [AssetKey(["monitoring", name]) for name in
+               ("feature_drift_report", "prediction_drift_report", "model_performance_report", "data_quality_report")]
+    first = evaluate_automation_conditions(defs=defs, instance=instance)
+    assert all(first.get_num_requested(key) == 0 for key in reports)
+    # The day's upstream partitions (and a promoted model) arrive with their blocking checks passed; the
+    # report assets follow them.
+    upstream = {("ml", "model_registry"): None, ("raw", "transactions"): day,
+                ("features", "customer_features"): day, ("predictions", "customer_predictions"): day}
+    graph = defs.resolve_asset_graph()
+    for path, partition in upstream.items():
+        key = AssetKey(list(path))
+        instance.report_runless_asset_event(AssetMaterialization(key, partition=partition))
+        for check in graph.get(key).check_keys:
+            instance.report_runless_asset_event(AssetCheckEvaluation(
+                asset_key=key, check_name=check.name, passed=True, severity=AssetCheckSeverity.ERROR,
+                partition=partition))
+    after = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert {key.path[-1]: after.get_requested_partitions(key) for key in reports} == {
+        key.path[-1]: {day} for key in reports}
