@@ -38,6 +38,8 @@ from mlsys_assets.ml.scoring import model_frame
 from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse, transaction
 
 SQL_DIR = Path(__file__).parent
+LABELS_SQL = Template((SQL_DIR / "labels.sql").read_text())
+EXAMPLES_SQL = (SQL_DIR / "examples.sql").read_text()
 PACKAGE_DIR = SQL_DIR.parent
 TRAINING_EXAMPLES = AssetKey(["ml", "training_examples"])
 LTV_MODEL, CHURN_MODEL = AssetKey(["ml", "ltv_model"]), AssetKey(["ml", "churn_model"])
@@ -139,24 +141,14 @@ def training_examples(
         chunk_days = max(1, GRID_CHUNK_ROWS // max(customers, 1))
         # Built beside the current table and swapped in at the end: a failure keeps the old examples.
         con.execute("DROP TABLE IF EXISTS ml.training_examples_next")
+        labels_sql = LABELS_SQL.substitute(horizon=horizon)
         for first in range(0, len(days), chunk_days):
             chunk = days[first:first + chunk_days]
             snapshots = build_snapshot(con, chunk, horizon)
-            con.execute(Template((SQL_DIR / "labels.sql").read_text()).substitute(horizon=horizon))
+            con.execute(labels_sql)
             con.register("_snapshots", snapshots)
-            # Labels joined in DuckDB, not pandas.
-            select = """
-                SELECT s.* REPLACE (s.as_of::DATE AS as_of),
-                       coalesce(l.label_spend, 0)::DOUBLE AS label_spend,
-                       coalesce(l.label_transactions, 0)::BIGINT AS label_transactions,
-                       (coalesce(l.label_transactions, 0) = 0)::BIGINT AS churned,
-                       CASE WHEN s.as_of::DATE IN (SELECT unnest(?::DATE[])) THEN 'holdout' ELSE 'train' END AS split
-                FROM _snapshots s
-                LEFT JOIN _labels l ON l.as_of = s.as_of::DATE AND l.customer_id = s.customer_id
-                ORDER BY s.as_of, s.customer_id
-            """
             con.execute(("INSERT INTO ml.training_examples_next " if first else
-                         "CREATE TABLE ml.training_examples_next AS ") + select, [holdout])
+                         "CREATE TABLE ml.training_examples_next AS ") + EXAMPLES_SQL, [holdout])
             con.unregister("_snapshots")
             del snapshots
         with transaction(con):
@@ -193,12 +185,10 @@ def reference_sample(
     the training rows (split "train", a year of as-of days) and the holdout day (split "holdout", the newest
     cross-section the model was validated on)."""
     columns = ["as_of", "customer_id", *features, target]
-    parts = [frame[columns].assign(prediction=predictions, split=split)
-             for frame, predictions, split in ((train, train_predictions, "train"), (holdout, holdout_predictions, "holdout"))]
-    if len(parts[0]) > REFERENCE_ROWS:
-        parts[0] = parts[0].sample(REFERENCE_ROWS, random_state=seed)
-    if len(parts[1]) > REFERENCE_ROWS:
-        parts[1] = parts[1].sample(REFERENCE_ROWS, random_state=seed)
+    parts = []
+    for frame, predictions, split in ((train, train_predictions, "train"), (holdout, holdout_predictions, "holdout")):
+        part = frame[columns].assign(prediction=predictions, split=split)
+        parts.append(part.sample(REFERENCE_ROWS, random_state=seed) if len(part) > REFERENCE_ROWS else part)
     return pd.concat(parts, ignore_index=True)
 
 

@@ -56,6 +56,13 @@ DRIFT_NUMERIC = [f for f in NUMERIC_FEATURES if not f.startswith("season_")]
 STATIONARY_FEATURES = ("avg_basket", "avg_items", *CATEGORICAL_FEATURES)
 
 
+def _evidently():
+    """The report engine, imported on first use: Evidently takes ~3 s to import and only report runs need it."""
+    from mlsys_assets.monitoring import evidently_reports
+
+    return evidently_reports
+
+
 def _production(landing: LandingZone) -> dict[str, ModelVersion]:
     try:
         return {name: production_version(landing.layout.serving, name) for name in ("ltv", "churn")}
@@ -204,9 +211,7 @@ def feature_drift_report(
     ranked = [f for f in sorted(importance, key=importance.get, reverse=True) if f in numerical + categorical]
     watched = sorted(set(ranked[: settings.watched_top_features]) | set(categorical))
     columns = numerical + categorical + untested
-    from mlsys_assets.monitoring import evidently_reports  # ~3 s to import: only report runs pay it
-
-    result = evidently_reports.drift_report(
+    result = _evidently().drift_report(
         "feature_drift", reference[columns], current[columns], numerical, categorical,
         landing.layout.reports / "feature_drift" / f"{day}.html", context_numerical=untested,
         title=f"Feature drift {day}: training sample of {versions['ltv'].version} vs the day's snapshot "
@@ -254,9 +259,7 @@ def prediction_drift_report(
     if current.empty:
         raise Failure(description=f"no predictions as of {day}: materialize predictions/customer_predictions for it first")
     columns = ["predicted_spend", "churn_probability"]
-    from mlsys_assets.monitoring import evidently_reports  # ~3 s to import: only report runs pay it
-
-    result = evidently_reports.drift_report(
+    result = _evidently().drift_report(
         "prediction_drift", reference[columns], current[columns], columns, [],
         landing.layout.reports / "prediction_drift" / f"{day}.html",
         title=f"Prediction drift {day}: forecasts on the holdout day {pd.Timestamp(cutoff).date()} vs the day's",
@@ -311,9 +314,7 @@ def model_performance_report(
             check_results=[AssetCheckResult(check_name="performance_drop", passed=True,
                                             metadata={"status": "labels not matured"})],
         )
-    from mlsys_assets.monitoring import evidently_reports  # ~3 s to import: only report runs pay it
-
-    result = evidently_reports.performance_report(
+    result = _evidently().performance_report(
         frame, landing.layout.reports / "model_performance" / f"{day}.html",
         spend_actual="actual_spend", spend_predicted="predicted_spend", churn_actual="churned",
         churn_probability="churn_probability", row_cap=settings.row_cap, seed=settings.seed,
@@ -367,9 +368,7 @@ def data_quality_report(
     with warehouse.connect(read_only=True) as con:
         current = con.execute(query, [day - dt.timedelta(days=7), day]).df()
         reference = con.execute(query, [day - dt.timedelta(days=35), day - dt.timedelta(days=7)]).df()
-    from mlsys_assets.monitoring import evidently_reports  # ~3 s to import: only report runs pay it
-
-    result = evidently_reports.data_quality_report(
+    result = _evidently().data_quality_report(
         reference, current, ["amount", "quantity", "hour_of_day"], ["weekday"],
         landing.layout.reports / "data_quality" / f"{day}.html", row_cap=settings.row_cap, seed=settings.seed,
     )
