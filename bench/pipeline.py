@@ -195,7 +195,7 @@ class Shop:
 
     @property
     def env(self) -> dict[str, str]:
-        # MLSYS_PARTITIONS_START stays the project default (2024-01-01): the simulated calendar starts there.
+        # MLSYS_PARTITIONS_START unset: the partition calendar starts at the simulated shop's first day.
         return {**os.environ, "MLSYS_DATA_DIR": str(self.data), "DAGSTER_HOME": str(self.dagster_home),
                 "PYTHONWARNINGS": "ignore"}
 
@@ -417,8 +417,8 @@ def direct_catboost(shop: Shop, newest: dt.date) -> dict:
     ltv_matrix = model_frame(snapshot, models.ltv.features, models.ltv.categorical)
     churn_matrix = model_frame(snapshot, models.churn.features, models.churn.categorical)
     with timed() as predict:
-        models.ltv.model.predict(ltv_matrix)
-        models.churn.model.predict_proba(churn_matrix)
+        models.ltv.forecaster.model.predict(ltv_matrix)
+        models.churn.forecaster.model.predict_proba(churn_matrix)
     results["predict"] = predict
     return results
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -26,43 +27,82 @@ data_dir_option = click.option(
 )
 
 
+def _set_horizon(context: click.Context, parameter: click.Parameter, value: int | None) -> int | None:
+    # Read by the definitions when a command first imports them: features, training and scoring must agree.
+    if value is not None:
+        os.environ["MLSYS_HORIZON_DAYS"] = str(value)
+    return value
+
+
+horizon_option = click.option(
+    "--horizon", type=click.IntRange(min=1, max=730), default=None, callback=_set_horizon, expose_value=True,
+    help="Forecast horizon H in days (default: $MLSYS_HORIZON_DAYS or 90); use the same for features, train and predict.")
+
+
 @click.group()
 def main() -> None:
     """mlsys: daily customer LTV and churn forecasts on Dagster, DuckDB and CatBoost."""
 
 
-@main.command()
-@click.option("--customers", default=3000, show_default=True, help="Number of customers acquired over the period.")
-@click.option("--days", default=365, show_default=True, help="Number of daily landing files.")
-@click.option("--end-date", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day (default: yesterday).")
-@click.option("--seed", default=7, show_default=True)
-@click.option("--drift-from", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Day the drift starts.")
-@click.option("--drift-kind", type=click.Choice(["channel", "price"]), default="channel", show_default=True)
-@click.option("--dirty-share", default=0.0, show_default=True, help="Share of rows given realistic defects.")
-@click.option("--format", "file_format", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
-@data_dir_option
-def simulate(customers, days, end_date, seed, drift_from, drift_kind, dirty_share, file_format, data_dir) -> None:
-    """Generate a realistic shop: daily transaction files, a customers export and the ground truth."""
-    from mlsys_assets.simulate import SimulationConfig, simulate as run_simulation
+from mlsys_assets.simulate_regimes import REGIMES, regime_help  # noqa: E402  (the choices and help of simulate)
 
-    end = end_date.date() if end_date else dt.date.today() - dt.timedelta(days=1)
-    config = SimulationConfig(
-        customers=customers,
-        start=end - dt.timedelta(days=days - 1),
-        end=end,
-        seed=seed,
-        drift_from=drift_from.date() if drift_from else None,
-        drift_kind=drift_kind,
-        dirty_share=dirty_share,
-        file_format=file_format,
-    )
-    layout = _layout(data_dir)
-    summary = run_simulation(layout.root, config)
+
+@main.command(epilog="\b\nRegimes (--regime NAME):\n" + regime_help())
+@click.option("--regime", type=click.Choice(list(REGIMES)), default=None, metavar="NAME",
+              help="A named kind of transaction log (below); the other options override its settings.")
+@click.option("--customers", type=int, default=None,
+              help="Number of customers acquired [default: 3000, or the regime's].")
+@click.option("--days", type=int, default=None, help="Number of simulated days [default: 365, or the regime's].")
+@click.option("--end-date", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last day [default: yesterday, or the regime's fixed historic period].")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--future-days", default=0, show_default=True,
+              help="Also simulate this many days after the last day into simulation/future.parquet (never delivered).")
+@click.option("--drift-from", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Day the drift starts.")
+@click.option("--drift-kind", type=click.Choice(["channel", "price"]), default=None, help="[default: channel]")
+@click.option("--dirty-share", type=float, default=None,
+              help="Share of rows given realistic defects [default: 0, or the regime's].")
+@click.option("--format", "file_format", type=click.Choice(["csv", "parquet"]), default=None, help="[default: csv]")
+@data_dir_option
+def simulate(
+    regime, customers, days, end_date, seed, future_days, drift_from, drift_kind, dirty_share, file_format, data_dir
+) -> None:
+    """Generate a realistic shop: daily transaction files, a customers export and the ground truth."""
+    import dataclasses
+
+    from mlsys_assets.simulate import SimulationConfig, simulate as run_simulation
+    from mlsys_assets.simulate_regimes import regime_config
+
+    end = end_date.date() if end_date else None
+    options = {"drift_from": drift_from.date() if drift_from else None, "drift_kind": drift_kind,
+               "dirty_share": dirty_share, "file_format": file_format}
+    try:
+        if regime:
+            config = regime_config(regime, customers=customers, seed=seed, end=end, future_days=future_days, days=days)
+        else:
+            end = end or dt.date.today() - dt.timedelta(days=1)
+            start = end - dt.timedelta(days=(365 if days is None else days) - 1)
+            customers = 3000 if customers is None else customers
+            config = SimulationConfig(customers=customers, start=start, end=end, seed=seed, future_days=future_days)
+        config = dataclasses.replace(config, **{name: value for name, value in options.items() if value is not None})
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    summary = run_simulation(_layout(data_dir).root, config)
     click.echo(
         f"Simulated {summary.customers:,} customers and {summary.transactions:,} transactions over "
-        f"{summary.days} days ({config.start} … {config.end}), {summary.dirty_rows:,} dirty rows.\n"
-        f"  landing files: {summary.landing_dir}\n  ground truth:  {summary.ground_truth_path}"
+        f"{summary.days} days ({config.start} … {config.end}), {summary.dirty_rows:,} dirty rows"
+        + (f" (regime {regime})." if regime else ".")
     )
+    if summary.export_path:
+        click.echo(f"  export:        {summary.export_path} (no daily landing files)\n"
+                   f"  mapping:       {summary.mapping_path}\n"
+                   f"  load it with:  mlsys import {summary.export_path} --mapping {summary.mapping_path}")
+    else:
+        click.echo(f"  landing files: {summary.landing_dir}")
+    click.echo(f"  ground truth:  {summary.ground_truth_path}")
+    if summary.future_path:
+        click.echo(f"  future:        {summary.future_path} ({summary.future_transactions:,} sales after {config.end}, "
+                   f"{config.future_days} days, not delivered)")
 
 
 @main.command(name="import")
@@ -83,12 +123,17 @@ def import_(export: Path, mapping: Path | None, replace: bool, data_dir: str | N
         summary = import_transactions(export, fmt, layout, replace=replace)
     except (MappingError, LandingFilesError, ImportConflictError) as exc:
         raise click.ClickException(str(exc)) from exc
+    excluded = (f"{summary.excluded_rows:,} row(s) excluded by the mapping ({fmt.exclude_text()})"
+                if summary.excluded_rows else "")
     if not summary.days_written:
-        raise click.ClickException(f"{export}: no row with a readable date; nothing was written")
+        raise click.ClickException(f"{export}: no row with a readable date{'; ' + excluded if excluded else ''}; "
+                                   f"nothing was written (see {summary.rejected_file})")
     click.echo(
         f"Imported {summary.rows:,} rows from {export} into {len(summary.days_written)} daily files "
         f"({summary.days_written[0]} … {summary.days_written[-1]}) in {layout.transactions_landing}."
     )
+    if excluded:
+        click.echo(f"{excluded}: listed in {summary.rejected_file}")
     if summary.rejected_rows:
         click.echo(f"{summary.rejected_rows:,} row(s) had no readable date or line structure: see {summary.rejected_file}")
     click.echo("Ingest them with `mlsys ingest` (or let the landing sensor pick them up under `make ui`).")
@@ -102,13 +147,15 @@ def ingest(first, last) -> None:
     from mlsys_assets.runs import ingest_landing_zone
 
     result = ingest_landing_zone(first.date() if first else None, last.date() if last else None, echo=click.echo)
-    _print_status(data_dir())
+    if DataLayout(data_dir()).warehouse.exists():  # else nothing was ingested, and the runs said why
+        _print_status(data_dir())
     if not result:
         sys.exit(1)
 
 
 @main.command()
-def features() -> None:
+@horizon_option
+def features(horizon: int | None) -> None:
     """Refresh customer_daily for every loaded day and the feature snapshot of the newest day."""
     from mlsys_assets.runs import refresh_features
 
@@ -117,19 +164,31 @@ def features() -> None:
 
 
 @main.command()
-def train() -> None:
-    """Run weekly_retraining now: examples, both models, evaluation, gate; print the metric table."""
+@click.option("--min-history-days", type=click.IntRange(min=1), default=None,
+              help="History before the first as-of day of the training grid [default: 90].")
+@click.option("--grid-step-days", type=click.IntRange(min=1), default=None,
+              help="Days between as-of days of the training grid [default: 14].")
+@click.option("--backtest-cutoffs", type=click.IntRange(min=1), default=None,
+              help="At most this many backtest cutoffs, spaced by the horizon [default: 4].")
+@horizon_option
+def train(min_history_days: int | None, grid_step_days: int | None, backtest_cutoffs: int | None, horizon: int | None) -> None:
+    """Run weekly_retraining now: examples, backtests of both models, evaluation, gate; print the metrics.
+
+    A short history trains with a shorter grid: e.g. one year of orders with
+    `mlsys train --min-history-days 30 --grid-step-days 7`."""
     from mlsys_assets.runs import retrain
 
-    ok = retrain(echo=click.echo)
+    options = {"min_history_days": min_history_days, "grid_step_days": grid_step_days,
+               "backtest_cutoffs": backtest_cutoffs}
+    if not retrain(echo=click.echo, examples_config={k: v for k, v in options.items() if v is not None}):
+        sys.exit(1)
     _print_evaluation(data_dir())
     _print_registry(data_dir())
-    if not ok:
-        sys.exit(1)
 
 
 @main.command()
-def predict() -> None:
+@horizon_option
+def predict(horizon: int | None) -> None:
     """Score every customer as of the newest snapshot, write the action list, export the online store."""
     from mlsys_assets.runs import score_newest_day
 
@@ -158,7 +217,9 @@ def monitor() -> None:
     ok, retrained = monitor_newest_day(echo=click.echo)
     if retrained:
         _print_registry(data_dir())
-    click.echo(f"\nReports: {DataLayout(data_dir()).reports / 'index.html'} (opens offline)")
+    index = DataLayout(data_dir()).reports / "index.html"
+    if index.exists():
+        click.echo(f"\nReports: {index} (opens offline)")
     if not ok:
         sys.exit(1)
 
@@ -252,15 +313,19 @@ def _print_evaluation(root: Path) -> None:
     with _warehouse(layout).connect(read_only=True) as con:
         if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ml' AND table_name = 'model_evaluation'").fetchone()[0]:
             return
-        latest = con.execute("SELECT evaluation_id, holdout_as_of FROM ml.model_evaluation ORDER BY evaluated_at DESC LIMIT 1").fetchone()
+        latest = con.execute("SELECT evaluation_id FROM ml.model_evaluation ORDER BY evaluated_at DESC LIMIT 1").fetchone()
         if latest is None:
             return
         frame = con.execute(
-            "SELECT model, metric, scorer, value FROM ml.model_evaluation WHERE evaluation_id = ?", [latest[0]]
-        ).df()
+            "SELECT model, metric, scorer, value FROM ml.model_evaluation WHERE evaluation_id = ? AND cutoff IS NULL "
+            "AND metric <> 'abs_bias_pct'", [latest[0]]).df()
+        cutoffs = [row[0] for row in con.execute(
+            "SELECT DISTINCT cutoff FROM ml.model_evaluation WHERE evaluation_id = ? AND cutoff IS NOT NULL ORDER BY 1",
+            [latest[0]]).fetchall()]
     table = frame.set_index(["model", "metric", "scorer"])["value"].unstack("scorer")
     order = [s for s in ("candidate", "production", "naive", "historical", "bgnbd", "oracle") if s in table.columns]
-    click.echo(f"\nHoldout metrics (as of {latest[1]}; ml.model_evaluation, evaluation {latest[0][:8]}):")
+    click.echo(f"\nBacktest, mean over {len(cutoffs)} cutoff(s) ({', '.join(map(str, cutoffs))}); "
+               f"ml.model_evaluation, evaluation {latest[0][:8]}:")
     click.echo(table[order].round(4).to_string())
 
 
@@ -293,12 +358,18 @@ def sql(query: str, data_dir: str | None) -> None:
 
     layout = _layout(data_dir)
     if not layout.warehouse.exists():
-        raise click.ClickException(f"no warehouse at {layout.warehouse}: run `make demo` or `mlsys ingest` first")
+        raise click.ClickException(f"no warehouse at {layout.warehouse} yet: run `mlsys ingest` first (or `make demo`)")
     con = duckdb.connect(str(layout.warehouse), read_only=True)
     try:
         frame = con.execute(query).df()
     except duckdb.Error as exc:
-        raise click.ClickException(str(exc).splitlines()[0]) from exc
+        message = str(exc).splitlines()[0]
+        # A table not built yet: name the command that builds its schema.
+        missing = re.search(r"Table with name (\w+) does not exist", message)
+        schema = re.search(rf"\b(\w+)\.{missing.group(1)}\b", query, re.IGNORECASE) if missing else None
+        command = {"raw": "ingest", "features": "features", "ml": "train", "predictions": "predict",
+                   "monitoring": "monitor"}.get(schema.group(1).lower() if schema else "")
+        raise click.ClickException(message.rstrip("!") + (f": run `mlsys {command}` first" if command else "")) from exc
     finally:
         con.close()
     click.echo(frame.to_string(index=False, max_rows=50))
@@ -339,7 +410,9 @@ def _print_status(root: Path) -> None:
         + f"; customer files: {len(landing.customer_files())}"
     )
     if not layout.warehouse.exists():
-        click.echo(f"Warehouse {layout.warehouse}: not created yet")
+        hint = ("run `mlsys ingest` first" if days else
+                "run `mlsys import FILE` first (or drop daily files into the landing zone), then `mlsys ingest`")
+        click.echo(f"Warehouse {layout.warehouse}: not created yet: {hint}")
         return
     con = duckdb.connect(str(layout.warehouse), read_only=True)
     try:

@@ -2,8 +2,8 @@
 
 docs/data-contract.md is the user-facing description; this module is its executable form. A feed
 (transactions or customers) is described by a `FeedFormat`: which source column holds each contract
-column, the field separator, the encoding and the date formats. Without a mapping file the contract's
-own layout applies.
+column, the field separator, the encoding, the date formats and which rows the mapping excludes (e.g.
+cancelled orders). Without a mapping file the contract's own layout applies.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ FEEDS = {
 DATE_COLUMN = {"transactions": "event_time", "customers": "signup_date"}
 SUPPORTED_ENCODINGS = ("utf-8", "utf-16", "latin-1")
 WHITESPACE = "whitespace"
+# The quarantine reason of a row a mapping's `exclude` filter matched (a cancelled order, say).
+EXCLUDED_REASON = "excluded_by_mapping"
+_EXCLUDE_SHAPE = "must map a column to a list of values, e.g. `exclude: {status: [cancelled, refunded]}`"
 
 
 class MappingError(ValueError):
@@ -40,7 +43,8 @@ class FeedFormat:
 
     `columns` maps a contract column to the source column name (or a 1-based position when the
     file has no header). `date_formats` are strptime formats tried in order; empty means ISO dates
-    or timestamps.
+    or timestamps. `exclude` maps a source column (name, or 1-based position) to values, trimmed and
+    lower-cased, that mark a row as not part of the feed (it goes to the quarantine, not the table).
     """
 
     feed: str
@@ -50,6 +54,7 @@ class FeedFormat:
     encoding: str = "utf-8"
     date_formats: tuple[str, ...] = ()
     decimal_separator: str = "."
+    exclude: dict[str | int, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -58,6 +63,20 @@ class FeedFormat:
     @property
     def contract_columns(self) -> tuple[str, ...]:
         return FEEDS[self.feed][0] + FEEDS[self.feed][1]
+
+    @property
+    def exclude_columns(self) -> tuple[str, ...]:
+        """Staging names of the `exclude` filter columns, in mapping order: exclude_1, exclude_2, ..."""
+        return tuple(f"exclude_{i}" for i in range(1, len(self.exclude) + 1))
+
+    @property
+    def staged_columns(self) -> tuple[str, ...]:
+        """Contract columns, then the filter columns: what the reader stages from each file."""
+        return self.contract_columns + self.exclude_columns
+
+    def exclude_text(self) -> str:
+        """The filter in words, e.g. `status in [cancelled, refunded]`."""
+        return "; ".join(f"{column} in [{', '.join(values)}]" for column, values in self.exclude.items())
 
     def source_column(self, contract_column: str) -> str | int | None:
         """The source column for a contract column: mapped, or the contract name itself."""
@@ -70,8 +89,33 @@ def default_format(feed: str) -> FeedFormat:
     return FeedFormat(feed=feed)
 
 
+def _exclude_from_dict(feed: str, raw: Any, origin: str, header: bool) -> dict[str | int, tuple[str, ...]]:
+    """`exclude: {column: [value, ...]}` -> column -> trimmed, lower-cased values."""
+    if raw is None or raw == {}:
+        return {}
+    if not isinstance(raw, dict):
+        raise MappingError(f"{origin}: '{feed}.exclude' {_EXCLUDE_SHAPE}")
+    exclude: dict[str | int, tuple[str, ...]] = {}
+    for column, values in raw.items():
+        if isinstance(column, bool) or not isinstance(column, (str, int)) or not str(column).strip() or (
+            isinstance(column, int) and column < 1
+        ):
+            raise MappingError(f"{origin}: '{feed}.exclude' key {column!r} must be a column name or a 1-based position")
+        if not header and not isinstance(column, int):
+            raise MappingError(f"{origin}: '{feed}.header' is false, so '{feed}.exclude' needs 1-based positions, got {column!r}")
+        values = [values] if isinstance(values, str) else values
+        if not isinstance(values, list) or not values:
+            raise MappingError(f"{origin}: '{feed}.exclude.{column}' {_EXCLUDE_SHAPE}")
+        if any(isinstance(v, bool) or not isinstance(v, (str, int, float)) for v in values):
+            raise MappingError(
+                f"{origin}: '{feed}.exclude.{column}' values must be text or numbers (quote yes/no/true/false), got {values!r}"
+            )
+        exclude[column] = tuple(dict.fromkeys(str(v).strip().lower() for v in values))
+    return exclude
+
+
 def _feed_from_dict(feed: str, raw: dict[str, Any], origin: str) -> FeedFormat:
-    known = {"columns", "delimiter", "header", "encoding", "date_format", "decimal_separator"}
+    known = {"columns", "delimiter", "header", "encoding", "date_format", "decimal_separator", "exclude"}
     unknown = set(raw) - known
     if unknown:
         raise MappingError(f"{origin}: unknown key(s) {sorted(unknown)} under '{feed}' (allowed: {sorted(known)})")
@@ -116,6 +160,7 @@ def _feed_from_dict(feed: str, raw: dict[str, Any], origin: str) -> FeedFormat:
         encoding=encoding,
         date_formats=date_formats,
         decimal_separator=decimal_separator,
+        exclude=_exclude_from_dict(feed, raw.get("exclude"), origin, header),
     )
 
 

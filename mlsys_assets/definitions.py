@@ -25,7 +25,8 @@ from mlsys_assets.jobs import (
     retraining_job,
     weekly_retraining,
 )
-from mlsys_assets.ml.assets import churn_model, ltv_model, model_evaluation, model_registry, training_examples
+from mlsys_assets.ml.assets import churn_model, ltv_model, training_examples
+from mlsys_assets.ml.evaluation_assets import model_evaluation, model_registry
 from mlsys_assets.monitoring.assets import (
     data_quality_report,
     feature_drift_report,
@@ -34,8 +35,9 @@ from mlsys_assets.monitoring.assets import (
 )
 from mlsys_assets.monitoring.sensors import drift_retraining
 from mlsys_assets.predictions.assets import customer_predictions, online_features, retention_targets
+from mlsys_assets.demo_oracle import SimulatedShopOracle
 from mlsys_assets.resources import ForecastSettings, LandingZone, MonitoringSettings, Warehouse
-from mlsys_assets.settings import DataLayout, data_dir
+from mlsys_assets.settings import DataLayout, data_dir, horizon_days
 
 def build_definitions(data_root: Path | str | None = None) -> Definitions:
     layout = DataLayout(Path(data_root) if data_root else data_dir())
@@ -66,8 +68,10 @@ def build_definitions(data_root: Path | str | None = None) -> Definitions:
         resources={
             "warehouse": Warehouse(path=str(layout.warehouse)),
             "landing": LandingZone(data_dir=str(layout.root)),
-            "forecast": ForecastSettings(),
+            "forecast": ForecastSettings(horizon_days=horizon_days()),
             "settings": MonitoringSettings(),
+            # The simulator's truth, shown beside the candidates on a simulated shop (nothing elsewhere).
+            "oracle": SimulatedShopOracle(simulation_dir=str(layout.simulation)),
         },
     )
 

@@ -1,20 +1,22 @@
 """Jobs and schedules beyond the ingest jobs (which live beside the landing sensor)."""
 
-import datetime as dt
-
 from dagster import (
     AssetSelection,
+    DagsterInstance,
     DefaultScheduleStatus,
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
+    SkipReason,
     define_asset_job,
     in_process_executor,
     schedule,
 )
 
 from mlsys_assets.features.assets import customer_daily, customer_features
-from mlsys_assets.ml.assets import churn_model, ltv_model, model_evaluation, model_registry, training_examples
+from mlsys_assets.ingest.assets import raw_transactions
+from mlsys_assets.ml.assets import churn_model, ltv_model, training_examples
+from mlsys_assets.ml.evaluation_assets import model_evaluation, model_registry
 from mlsys_assets.monitoring.assets import (
     data_quality_report,
     feature_drift_report,
@@ -66,10 +68,23 @@ online_store_job = define_asset_job(
 
 @schedule(job=daily_scoring_job, cron_schedule="0 6 * * *", execution_timezone="UTC",
           default_status=DefaultScheduleStatus.RUNNING,
-          description="Backs up automation: scores yesterday's snapshot every morning at 06:00 UTC.")
-def daily_scoring_schedule(context: ScheduleEvaluationContext) -> RunRequest:
-    yesterday = (context.scheduled_execution_time - dt.timedelta(days=1)).date().isoformat()
-    return RunRequest(run_key=f"daily_scoring:{yesterday}", partition_key=yesterday)
+          description="Backs up automation every morning at 06:00 UTC: scores the newest delivered day (the data's "
+                      "clock, not the wall clock) unless it is scored already.")
+def daily_scoring_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+    return newest_day_to_score(context.instance)
+
+
+def newest_day_to_score(instance: DagsterInstance) -> RunRequest | SkipReason:
+    """A run for the newest delivered day when its predictions are missing; otherwise why there is none.
+    Reads partition status from the Dagster instance, never the warehouse."""
+    delivered = instance.get_materialized_partitions(raw_transactions.key)
+    if not delivered:
+        return SkipReason("nothing delivered yet: no raw/transactions partition is loaded")
+    newest = max(delivered)  # ISO dates sort as text
+    if newest in instance.get_materialized_partitions(customer_predictions.key):
+        return SkipReason(f"the newest delivered day {newest} is scored already; nothing new to score")
+    return RunRequest(run_key=f"daily_scoring:{newest}", partition_key=newest)
+
 
 monitoring_job = define_asset_job(
     "monitoring_reports",

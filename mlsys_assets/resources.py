@@ -152,3 +152,12 @@ class MonitoringSettings(ConfigurableResource):
         default=30, description="HTML reports kept per kind (each embeds ~4 MB of script); snapshots stay in the warehouse.")
     retraining_cooldown_hours: float = Field(
         default=72.0, description="After a drift-triggered retraining, further alerts wait this long.")
+
+
+class ForecastOracle(ConfigurableResource):
+    """The best possible forecast, where one is known (a simulated shop): evaluation shows it beside the
+    candidates as the ceiling. This base knows none; `mlsys_assets.demo_oracle` is the simulator's."""
+
+    def forecasts(self, customers, as_of: dt.date, horizon_days: int) -> Optional[dict]:
+        """{"ltv": expected spend, "churn": P(no purchase)} for the rows of `customers`, or None."""
+        return None

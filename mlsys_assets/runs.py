@@ -10,13 +10,17 @@ import datetime as dt
 import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 
+import duckdb
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, JobDefinition
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from mlsys_assets.definitions import defs
 from mlsys_assets.ingest.sensors import consecutive_ranges
+from mlsys_assets.partitions import calendar_bounds, calendar_refusal, outside_calendar
 from mlsys_assets.resources import LandingZone, Warehouse
+from mlsys_assets.settings import PARTITIONS_START_SETTING
 
 # The CLI prints one line per run; Dagster's per-event debug log stays in the instance for the UI.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -31,46 +35,91 @@ def _range_tags(start: dt.date, end: dt.date) -> dict[str, str]:
     return {ASSET_PARTITION_RANGE_START_TAG: start.isoformat(), ASSET_PARTITION_RANGE_END_TAG: end.isoformat()}
 
 
-def run_job(dagster_instance: DagsterInstance, job: JobDefinition, label: str, echo: Echo, tags=None) -> ExecuteInProcessResult:
+def run_job(dagster_instance: DagsterInstance, job: JobDefinition, label: str, echo: Echo, tags=None,
+            ops_config: dict | None = None) -> ExecuteInProcessResult:
+    run_config = {**QUIET_RUN_CONFIG, **({"ops": ops_config} if ops_config else {})}
     result = job.execute_in_process(
-        instance=dagster_instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG,
+        instance=dagster_instance, raise_on_error=False, run_config=run_config,
         tags={"mlsys/trigger": "cli", **(tags or {})},
     )
     echo(f"{label}: {'success' if result.success else 'FAILED'} (run {result.run_id})")
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data.error:
-            echo(event.step_failure_data.error.message.strip())
+            error = event.step_failure_data.error
+            # A Failure raised on purpose carries a message for the user: without Dagster's class path.
+            echo(error.message.split(": ", 1)[-1].strip() if error.cls_name == "Failure" else error.message.strip())
     return result
 
 
-def _landing_days(first: dt.date | None, last: dt.date | None) -> list[dt.date]:
+def _landing_files(first: dt.date | None, last: dt.date | None) -> dict[dt.date, str]:
+    """Delivery day -> landing file name, for the days in [first, last]."""
     landing: LandingZone = defs.resources["landing"]
-    return [d for d in landing.transaction_files() if (first is None or d >= first) and (last is None or d <= last)]
+    return {d: p.name for d, p in landing.transaction_files().items()
+            if (first is None or d >= first) and (last is None or d <= last)}
 
 
 def ingest_landing_zone(first: dt.date | None, last: dt.date | None, echo: Echo = print) -> bool:
-    """Ingest customers, then every landing day in [first, last]; True when every run succeeded."""
+    """Ingest customers, then every landing day in [first, last]; True when every run succeeded.
+
+    Days off the partition calendar are refused up front (one line naming the files and the setting),
+    the others are ingested, and the result is False.
+    """
     landing: LandingZone = defs.resources["landing"]
-    days = _landing_days(first, last)
-    ok = True
+    try:
+        files = _landing_files(first, last)
+    except ValueError as exc:  # two files for one day
+        echo(str(exc))
+        return False
+    refused = outside_calendar(files)
+    if refused:
+        echo(calendar_refusal({day: files[day] for day in refused}))
+    days = [day for day in files if day not in refused]
+    ok = not refused
     with instance() as dagster_instance:
         if landing.customer_files():
             ok &= run_job(dagster_instance, defs.resolve_job_def("ingest_customers"), "ingest_customers", echo).success
         for start, end in consecutive_ranges(days):
             ok &= run_job(dagster_instance, defs.resolve_job_def("ingest_transactions"),
                           f"ingest_transactions {start} … {end}", echo, _range_tags(start, end)).success
-    if not days:
-        echo(f"no transaction files in {landing.layout.transactions_landing}")
+    if not files:
+        between = f" between {first or '…'} and {last or '…'}" if first or last else ""
+        echo(f"no transaction files{between} in {landing.layout.transactions_landing} (YYYY-MM-DD.csv|parquet): "
+             "drop them there or run `mlsys import FILE` first")
+        ok &= bool(landing.customer_files())
     return ok
+
+
+def _warehouse_row(sql: str, missing: str, echo: Echo, params: list | None = None) -> tuple | None:
+    """One row of a read-only warehouse query, or None after one line naming the command to run first:
+    `mlsys ingest` without a warehouse; `missing` when the table does not exist yet or the row's first
+    value is NULL (the table is empty)."""
+    warehouse: Warehouse = defs.resources["warehouse"]
+    if not Path(warehouse.path).exists():
+        echo(f"no warehouse at {warehouse.path} yet: run `mlsys ingest` first")
+        return None
+    try:
+        with warehouse.connect(read_only=True) as con:
+            row = con.execute(sql, params or []).fetchone()
+    except duckdb.CatalogException:
+        row = None
+    if row is None or row[0] is None:
+        echo(missing)
+        return None
+    return row
 
 
 def refresh_features(echo: Echo = print) -> bool:
     """customer_daily over every loaded delivery day, then the feature snapshot of the newest day."""
-    warehouse: Warehouse = defs.resources["warehouse"]
-    with warehouse.connect(read_only=True) as con:
-        first, last = con.execute("SELECT min(delivery_date), max(delivery_date) FROM raw.transactions").fetchone()
-    if first is None:
-        echo("raw.transactions is empty: run `mlsys ingest` first")
+    not_loaded = "no transactions loaded yet (raw.transactions is empty): run `mlsys ingest` first"
+    row = _warehouse_row("SELECT min(delivery_date), max(delivery_date) FROM raw.transactions", not_loaded, echo)
+    if row is None:
+        return False
+    first, last = row
+    calendar_start = calendar_bounds()[0]
+    if first < calendar_start:
+        echo(f"raw.transactions holds delivery days from {first}, before the partition calendar's start "
+             f"{calendar_start} (its landing files were removed, or {PARTITIONS_START_SETTING} is later): "
+             f"set {PARTITIONS_START_SETTING}={first} and run `mlsys features` again")
         return False
     job = defs.resolve_job_def("refresh_features")
     steps = (
@@ -85,19 +134,25 @@ def refresh_features(echo: Echo = print) -> bool:
     return True
 
 
-def retrain(echo: Echo = print) -> bool:
+def retrain(echo: Echo = print, examples_config: dict | None = None) -> bool:
+    """weekly_retraining now; `examples_config` sets ml/training_examples' config (grid, history, cutoffs)."""
+    ops = {"ml__training_examples": {"config": examples_config}} if examples_config else None
+    not_built = "no features yet (features.customer_daily): run `mlsys features` first"
+    if _warehouse_row("SELECT max(delivery_date) FROM features.customer_daily", not_built, echo) is None:
+        return False
     with instance() as dagster_instance:
-        return run_job(dagster_instance, defs.resolve_job_def("weekly_retraining"), "weekly_retraining", echo).success
+        return run_job(dagster_instance, defs.resolve_job_def("weekly_retraining"), "weekly_retraining", echo,
+                       ops_config=ops).success
 
 
 def score_newest_day(echo: Echo = print) -> dt.date | None:
     """Predictions and retention targets for the newest snapshot, then the online store export."""
-    warehouse: Warehouse = defs.resources["warehouse"]
-    with warehouse.connect(read_only=True) as con:
-        newest = con.execute("SELECT max(as_of) FROM features.customer_features").fetchone()[0]
-    if newest is None:
-        echo("no feature snapshot yet: run `mlsys features` first")
+    no_snapshot = "no feature snapshot yet (features.customer_features): run `mlsys features` first"
+    row = _warehouse_row("SELECT max(as_of) FROM features.customer_features", no_snapshot, echo)
+    if row is None:
         return None
+    newest = row[0]
+    # No production model yet is fine: BG/NBD + Gamma-Gamma serves until a model passes the gate.
     scoring = defs.resolve_job_def("daily_scoring").get_subset(
         asset_selection={AssetKey(["predictions", "customer_predictions"]), AssetKey(["predictions", "retention_targets"])}
     )
@@ -126,16 +181,17 @@ def monitor_newest_day(echo: Echo = print) -> tuple[bool, bool]:
 
     warehouse: Warehouse = defs.resources["warehouse"]
     horizon = defs.resources["forecast"].horizon_days
-    with warehouse.connect(read_only=True) as con:
-        newest = con.execute("SELECT max(as_of) FROM predictions.customer_predictions").fetchone()[0]
-        matured_day = newest - dt.timedelta(days=horizon) if newest else None
-        has_matured = matured_day and con.execute(
-            "SELECT count(*) FROM predictions.customer_predictions WHERE as_of = ?", [matured_day]).fetchone()[0]
-    if newest is None:
-        echo("no predictions yet: run `mlsys predict` first")
+    no_predictions = "no predictions yet (predictions.customer_predictions): run `mlsys predict` first"
+    row = _warehouse_row("SELECT max(as_of) FROM predictions.customer_predictions", no_predictions, echo)
+    if row is None:
         return False, False
+    newest = row[0]
+    matured_day = newest - dt.timedelta(days=horizon)
+    has_matured = _warehouse_row("SELECT count(*) FROM predictions.customer_predictions WHERE as_of = ?",
+                                 no_predictions, echo, [matured_day])[0]
     with instance() as dagster_instance:
-        if not has_matured:
+        # Before the calendar's first day there is no partition to backfill: the performance report waits.
+        if not has_matured and matured_day >= calendar_bounds()[0]:
             backfill = defs.resolve_job_def("daily_scoring").get_subset(asset_selection={
                 AssetKey(["features", "customer_features"]), AssetKey(["predictions", "customer_predictions"])})
             if not run_job(dagster_instance, backfill, f"daily_scoring {matured_day} (for the performance report)",

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+PARTITIONS_START_SETTING = "MLSYS_PARTITIONS_START"
+# The calendar's first day when the setting is unset and the landing zone holds no transaction file yet.
 DEFAULT_PARTITIONS_START = "2024-01-01"
+# A delivery file's name (the same rule as LandingZone.transaction_files).
+DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
 
 
 def data_dir() -> Path:
@@ -20,13 +25,52 @@ def data_dir() -> Path:
     return Path(os.environ.get("MLSYS_DATA_DIR", "data")).resolve()
 
 
-def partitions_start() -> dt.date:
-    """First day of the daily partition calendar (`MLSYS_PARTITIONS_START`, ISO date)."""
-    raw = os.environ.get("MLSYS_PARTITIONS_START", DEFAULT_PARTITIONS_START)
+def first_delivery_day(root: Path | None = None) -> dt.date | None:
+    """The earliest `YYYY-MM-DD.csv|parquet` in `landing/transactions/` below `root` (default: data_dir())."""
+    folder = DataLayout(root or data_dir()).transactions_landing
+    if not folder.is_dir():
+        return None
+    days = []
+    for match in filter(None, (DAY_FILE.match(path.name) for path in folder.iterdir())):
+        try:
+            days.append(dt.date.fromisoformat(match.group(1)))
+        except ValueError:
+            continue  # not a real day (2024-13-01.csv): ingest names it when it reads the folder
+    return min(days, default=None)
+
+
+def partitions_start_setting() -> dt.date | None:
+    """`MLSYS_PARTITIONS_START` as a date, or None when it is not set."""
+    raw = os.environ.get(PARTITIONS_START_SETTING, "").strip()
+    if not raw:
+        return None
     try:
         return dt.date.fromisoformat(raw)
     except ValueError as exc:
-        raise ValueError(f"MLSYS_PARTITIONS_START must be an ISO date (YYYY-MM-DD), got {raw!r}") from exc
+        raise ValueError(f"{PARTITIONS_START_SETTING} must be an ISO date (YYYY-MM-DD), got {raw!r}") from exc
+
+
+def partitions_start(root: Path | None = None) -> dt.date:
+    """First day of the daily partition calendar: the calendar fits the data.
+
+    `MLSYS_PARTITIONS_START` when set; otherwise the first delivered day (the earliest landing file
+    below `root`, default data_dir()); otherwise DEFAULT_PARTITIONS_START. Dagster fixes the calendar
+    when it loads the definitions, so a file older than that needs a reload (docs/data-contract.md).
+    """
+    return (partitions_start_setting() or first_delivery_day(root)
+            or dt.date.fromisoformat(DEFAULT_PARTITIONS_START))
+
+
+def horizon_days() -> int:
+    """H, the forecast horizon shared by features, training, scoring and monitoring (`MLSYS_HORIZON_DAYS`, default 90)."""
+    raw = os.environ.get("MLSYS_HORIZON_DAYS", "90")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 730:
+        raise ValueError(f"MLSYS_HORIZON_DAYS must be a whole number of days from 1 to 730, got {raw!r}")
+    return value
 
 
 def retraining_cron() -> str:

@@ -47,10 +47,18 @@ The process, per customer (all draws vectorized over customers/transactions):
   with an empty id or a missing field are inserted after a real row, so every
   customer keeps its own row.
 
-Randomness comes from three independent streams spawned from the seed
-(customers, purchases, dirt), so adding dirt or switching the file format never
-changes the underlying clean data. The ground truth stores every true
-parameter (a late signup's ``first_purchase_date`` may fall after ``end``);
+Regimes (``simulate_regimes.py``, ``REGIME_FIELDS``): options that make the log
+look like other shops' (a single acquisition cohort, mostly one-time buyers,
+whales, stronger seasonality, $0 sales, refund lines, cancelled orders with a
+status column, no customers export, one whitespace export file instead of daily
+files) and a realised future after ``end`` that is never delivered. At their
+defaults they change nothing: the demo shop's files stay byte for byte the same.
+
+Randomness comes from five independent streams spawned from the seed
+(customers, purchases, dirt, regime lines, future), so adding dirt, switching the
+file format or simulating a future never changes the underlying clean data. The
+ground truth stores every true parameter (a late signup's ``first_purchase_date``
+may fall after ``end``; regime columns only when the regime is on);
 ``oracle_expectations`` uses it with the realised death date inside the
 simulated period and the exponential survival beyond it.
 """
@@ -75,6 +83,15 @@ TRANSACTION_COLUMNS = ("transaction_id", "customer_id", "event_time", "amount", 
 CUSTOMER_COLUMNS = ("customer_id", "signup_date", "country", "acquisition_channel", "email", "name")
 DRIFT_KINDS = ("channel", "price")
 FILE_FORMATS = ("csv", "parquet")
+ACQUISITION_KINDS = ("growing", "single_cohort")
+EXPORT_LAYOUTS = ("daily", "whitespace_export")
+# The regime options (simulate_regimes.py); at their defaults they change nothing, and meta.json lists
+# only those that differ from the default, so the demo shop's files stay as they were.
+REGIME_FIELDS = (
+    "acquisition", "cohort_days", "purchase_rate_scale", "whale_share", "whale_spend_factor",
+    "seasonality_scale", "zero_amount_share", "refund_share", "cancelled_share", "customers_export",
+    "export_layout", "future_days", "regime",
+)
 
 # --- seasonality -------------------------------------------------------------
 WEEKLY_PROFILE = (0.92, 0.90, 0.92, 0.95, 1.03, 1.18, 1.10)  # Monday .. Sunday
@@ -191,6 +208,20 @@ class SimulationConfig:
     drift_kind: str = "channel"  # one of DRIFT_KINDS
     dirty_share: float = 0.0  # share of rows given defects, e.g. 0.002
     file_format: str = "csv"  # of the transaction files, one of FILE_FORMATS
+    # Regimes: what real transaction logs look like (simulate_regimes.REGIMES names combinations).
+    acquisition: str = "growing"  # one of ACQUISITION_KINDS; single_cohort: all signups in the first cohort_days
+    cohort_days: int = 84
+    purchase_rate_scale: float = 1.0  # multiplies every customer's repeat purchase rate
+    whale_share: float = 0.0  # share of customers whose mean spend is multiplied by whale_spend_factor
+    whale_spend_factor: float = 20.0
+    seasonality_scale: float = 1.0  # multiplies the yearly and the holiday amplitude
+    zero_amount_share: float = 0.0  # share of sales with amount 0.00 (they still count as purchases)
+    refund_share: float = 0.0  # extra refund lines (negative amounts) per sale
+    cancelled_share: float = 0.0  # share of all lines that are cancelled orders; > 0 adds a status column
+    customers_export: bool = True  # False: no landing/customers file
+    export_layout: str = "daily"  # one of EXPORT_LAYOUTS
+    future_days: int = 0  # days simulated after end into simulation/future.parquet, never delivered
+    regime: str | None = None  # name of the regime, recorded in meta.json
 
     def __post_init__(self) -> None:
         if self.customers < 1:
@@ -203,6 +234,26 @@ class SimulationConfig:
             raise ValueError(f"file_format must be one of {FILE_FORMATS}, got {self.file_format!r}")
         if not 0.0 <= self.dirty_share < 1.0:
             raise ValueError(f"dirty_share must be in [0, 1), got {self.dirty_share}")
+        self._check_regime_fields()
+
+    def _check_regime_fields(self) -> None:
+        if self.acquisition not in ACQUISITION_KINDS:
+            raise ValueError(f"acquisition must be one of {ACQUISITION_KINDS}, got {self.acquisition!r}")
+        if self.export_layout not in EXPORT_LAYOUTS:
+            raise ValueError(f"export_layout must be one of {EXPORT_LAYOUTS}, got {self.export_layout!r}")
+        if self.cohort_days < 1 or self.future_days < 0:
+            raise ValueError(f"need cohort_days >= 1 and future_days >= 0, got {self.cohort_days}, {self.future_days}")
+        if self.purchase_rate_scale < 0 or self.whale_spend_factor <= 0:
+            raise ValueError("purchase_rate_scale must be >= 0 and whale_spend_factor > 0")
+        limit = 1.0 / YEARLY_AMPLITUDE  # keeps every day's intensity positive
+        if not 0.0 <= self.seasonality_scale < limit:
+            raise ValueError(f"seasonality_scale must be in [0, {limit:.2f}), got {self.seasonality_scale}")
+        for name in ("whale_share", "zero_amount_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("refund_share", "cancelled_share"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -216,49 +267,62 @@ class SimulationSummary:
     dirty_rows: int
     landing_dir: Path
     ground_truth_path: Path
+    export_path: Path | None = None  # export_layout "whitespace_export": the one export file ...
+    mapping_path: Path | None = None  # ... and the mapping for `mlsys import`
+    future_path: Path | None = None  # future_days > 0: the realised sales after end
+    future_transactions: int = 0
 
 
 # --- seasonality -------------------------------------------------------------
 
 
-def _raw_yearly_multiplier(day_of_year: np.ndarray) -> np.ndarray:
-    cycle = YEARLY_AMPLITUDE * np.cos(2 * np.pi * (day_of_year - YEARLY_PEAK_DAY_OF_YEAR) / DAYS_PER_YEAR)
+def _raw_yearly_multiplier(day_of_year: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    cycle = scale * YEARLY_AMPLITUDE * np.cos(2 * np.pi * (day_of_year - YEARLY_PEAK_DAY_OF_YEAR) / DAYS_PER_YEAR)
     distance = np.abs(day_of_year - HOLIDAY_PEAK_DAY_OF_YEAR)
     distance = np.minimum(distance, DAYS_PER_YEAR - distance)  # the peak wraps around New Year
-    holiday = HOLIDAY_AMPLITUDE * np.exp(-0.5 * (distance / HOLIDAY_WIDTH_DAYS) ** 2)
+    holiday = scale * HOLIDAY_AMPLITUDE * np.exp(-0.5 * (distance / HOLIDAY_WIDTH_DAYS) ** 2)
     return 1.0 + cycle + holiday
 
 
 _WEEKLY_MULTIPLIER = np.asarray(WEEKLY_PROFILE) / np.mean(WEEKLY_PROFILE)
-_YEARLY_NORMALISER = float(np.mean(_raw_yearly_multiplier(np.arange(1, 366, dtype=float))))
+def _yearly_normaliser(scale: float = 1.0) -> float:
+    return float(np.mean(_raw_yearly_multiplier(np.arange(1, 366, dtype=float), scale)))
 
 
-def seasonal_multiplier(dates: np.ndarray) -> np.ndarray:
-    """Multiplier on the daily purchase intensity for each calendar day."""
+_YEARLY_NORMALISER = _yearly_normaliser()
+
+
+def seasonal_multiplier(dates: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Multiplier on the daily purchase intensity for each calendar day; scale multiplies both yearly amplitudes."""
     dates = np.asarray(dates, dtype="datetime64[D]")
     weekday = (dates.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     day_of_year = (dates - dates.astype("datetime64[Y]")).astype(np.int64) + 1
-    yearly = _raw_yearly_multiplier(day_of_year.astype(float)) / _YEARLY_NORMALISER
+    normaliser = _YEARLY_NORMALISER if scale == 1.0 else _yearly_normaliser(scale)
+    yearly = _raw_yearly_multiplier(day_of_year.astype(float), scale) / normaliser
     return _WEEKLY_MULTIPLIER[weekday] * yearly
 
 
-def _seasonality_definition() -> dict:
-    return {
+def _seasonality_definition(scale: float = 1.0) -> dict:
+    """The seasonality in meta.json; with a scale the amplitudes are the scaled ones."""
+    definition = {
         "multiplier": "weekly[weekday] * yearly(day_of_year) / yearly_normaliser",
         "weekly_monday_first": [round(float(x), 6) for x in _WEEKLY_MULTIPLIER],
         "yearly": (
             "1 + amplitude * cos(2 pi (doy - peak_day) / days_per_year)"
             " + holiday_amplitude * exp(-0.5 * (circular_distance(doy, holiday_peak_day) / holiday_width_days)^2)"
         ),
-        "amplitude": YEARLY_AMPLITUDE,
+        "amplitude": scale * YEARLY_AMPLITUDE,
         "peak_day": YEARLY_PEAK_DAY_OF_YEAR,
         "days_per_year": DAYS_PER_YEAR,
-        "holiday_amplitude": HOLIDAY_AMPLITUDE,
+        "holiday_amplitude": scale * HOLIDAY_AMPLITUDE,
         "holiday_peak_day": HOLIDAY_PEAK_DAY_OF_YEAR,
         "holiday_width_days": HOLIDAY_WIDTH_DAYS,
-        "yearly_normaliser": round(_YEARLY_NORMALISER, 9),
+        "yearly_normaliser": round(_yearly_normaliser(scale), 9),
         "hourly_profile": list(HOURLY_PROFILE),
     }
+    if scale != 1.0:
+        definition["scale"] = scale
+    return definition
 
 
 # --- the process ---------------------------------------------------------------
@@ -271,9 +335,9 @@ class _Calendar:
     cumulative: np.ndarray  # cumulative intensity with a leading 0: day d spans [cumulative[d], cumulative[d+1])
 
     @classmethod
-    def between(cls, start: datetime.date, end: datetime.date) -> _Calendar:
+    def between(cls, start: datetime.date, end: datetime.date, seasonality_scale: float = 1.0) -> _Calendar:
         dates = np.arange(np.datetime64(start, "D"), np.datetime64(end, "D") + 1)
-        intensity = seasonal_multiplier(dates)
+        intensity = seasonal_multiplier(dates, seasonality_scale)
         return cls(dates, intensity, np.concatenate([[0.0], np.cumsum(intensity)]))
 
     @property
@@ -294,21 +358,26 @@ class _Customers:
     purchase_rate: np.ndarray
     dropout_rate: np.ndarray
     death_day: np.ndarray
-    mean_spend: np.ndarray
+    mean_spend: np.ndarray  # whales' included
+    whale: np.ndarray | None = None  # set when the config has whale_share > 0
 
     def __len__(self) -> int:
         return len(self.signup_day)
 
 
+LINE_KINDS = ("sale", "refund", "cancelled")
+
+
 @dataclass(frozen=True)
 class _Transactions:
-    """One entry per transaction, sorted by event time."""
+    """One entry per transaction line, sorted by event time."""
 
     customer: np.ndarray
     day: np.ndarray
     second_of_day: np.ndarray
-    cents: np.ndarray
+    cents: np.ndarray  # negative for a refund line
     quantity: np.ndarray
+    kind: np.ndarray | None = None  # index into LINE_KINDS; None: every line is a sale
 
     def __len__(self) -> int:
         return len(self.day)
@@ -329,11 +398,18 @@ def _sample_from_intensity(
     return np.searchsorted(cumulative, position, side="right") - 1
 
 
-def _draw_customers(rng: np.random.Generator, config: SimulationConfig, calendar: _Calendar) -> _Customers:
-    n = config.customers
+def _acquisition_intensity(config: SimulationConfig, calendar: _Calendar) -> np.ndarray:
+    """Relative signup intensity per calendar day."""
+    if config.acquisition == "single_cohort":  # one cohort, watched for the rest of the period
+        return np.where(np.arange(calendar.days) < config.cohort_days, calendar.intensity, 0.0)
     elapsed_years = np.arange(calendar.days) / DAYS_PER_YEAR
     launch = 1.0 + LAUNCH_BUMP * np.exp(-np.arange(calendar.days) / LAUNCH_DECAY_DAYS)
-    acquisition = (1.0 + ACQUISITION_GROWTH_PER_YEAR * elapsed_years) * launch * calendar.intensity
+    return (1.0 + ACQUISITION_GROWTH_PER_YEAR * elapsed_years) * launch * calendar.intensity
+
+
+def _draw_customers(rng: np.random.Generator, config: SimulationConfig, calendar: _Calendar) -> _Customers:
+    n = config.customers
+    acquisition = _acquisition_intensity(config, calendar)
     cumulative_acquisition = np.concatenate([[0.0], np.cumsum(acquisition)])
     signup_day = np.sort(
         _sample_from_intensity(rng, cumulative_acquisition, np.zeros(n), np.full(n, cumulative_acquisition[-1]))
@@ -366,7 +442,7 @@ def _draw_customers(rng: np.random.Generator, config: SimulationConfig, calendar
         1 + np.floor(rng.exponential(FIRST_PURCHASE_MEAN_DELAY_DAYS, n)).astype(np.int64),
     )
     first_purchase_day = signup_day + delay
-    purchase_rate = rng.gamma(PURCHASE_RATE_SHAPE, PURCHASE_RATE_SCALE, n) * effect("rate")
+    purchase_rate = rng.gamma(PURCHASE_RATE_SHAPE, PURCHASE_RATE_SCALE, n) * effect("rate") * config.purchase_rate_scale
     dropout_rate = rng.gamma(DROPOUT_RATE_SHAPE, DROPOUT_RATE_SCALE, n) / effect("lifetime")
     lifetime_days = np.floor(rng.exponential(1.0 / dropout_rate)).astype(np.int64)
     death_day = np.where(never_buys, signup_day, first_purchase_day + 1 + lifetime_days)
@@ -393,20 +469,43 @@ def _price_factor(days: np.ndarray, drift_day: int | None) -> np.ndarray:
 
 
 def _draw_transactions(
-    rng: np.random.Generator, customers: _Customers, calendar: _Calendar, price_drift_day: int | None
+    rng: np.random.Generator,
+    customers: _Customers,
+    calendar: _Calendar,
+    price_drift_day: int | None,
+    first_day: int = 0,
 ) -> _Transactions:
-    buys_in_period = ~customers.never_buys & (customers.first_purchase_day < calendar.days)
-    first_buyers = np.flatnonzero(buys_in_period)
+    """The sales on calendar days first_day .. calendar.days - 1, sorted by event time.
 
-    alive_until = np.minimum(customers.death_day[first_buyers], calendar.days)
-    low = calendar.cumulative[customers.first_purchase_day[first_buyers]]
-    high = calendar.cumulative[alive_until]
-    repeat_counts = rng.poisson(customers.purchase_rate[first_buyers] * (high - low))
-    repeaters = np.repeat(np.arange(len(first_buyers)), repeat_counts)
+    Purchases on disjoint day ranges are independent, so the days after a period can be drawn
+    later from another stream without changing the period itself.
+    """
+    buyer = ~customers.never_buys
+    first_purchase = customers.first_purchase_day
+    first_buyers = np.flatnonzero(buyer & (first_purchase >= first_day) & (first_purchase < calendar.days))
+    alive_from = np.maximum(first_purchase, first_day)
+    alive_until = np.minimum(customers.death_day, calendar.days)
+    repeat_buyers = np.flatnonzero(buyer & (alive_from < alive_until))
+
+    low = calendar.cumulative[alive_from[repeat_buyers]]
+    high = calendar.cumulative[alive_until[repeat_buyers]]
+    repeat_counts = rng.poisson(customers.purchase_rate[repeat_buyers] * (high - low))
+    repeaters = np.repeat(np.arange(len(repeat_buyers)), repeat_counts)
     repeat_days = _sample_from_intensity(rng, calendar.cumulative, low[repeaters], high[repeaters])
 
-    customer = np.concatenate([first_buyers, first_buyers[repeaters]])
-    day = np.concatenate([customers.first_purchase_day[first_buyers], repeat_days])
+    customer = np.concatenate([first_buyers, repeat_buyers[repeaters]])
+    day = np.concatenate([first_purchase[first_buyers], repeat_days])
+    return _transactions_on(rng, customers, customer, day, price_drift_day)
+
+
+def _transactions_on(
+    rng: np.random.Generator,
+    customers: _Customers,
+    customer: np.ndarray,
+    day: np.ndarray,
+    price_drift_day: int | None,
+) -> _Transactions:
+    """Orders of these customers on these days: time of day, amount and quantity drawn, sorted by event time."""
     hourly = np.asarray(HOURLY_PROFILE) / np.sum(HOURLY_PROFILE)
     hour = rng.choice(24, size=len(day), p=hourly)
     second_of_day = hour * 3600 + rng.integers(0, 3600, len(day))
@@ -451,7 +550,10 @@ def _zero_padded(numbers: np.ndarray, width: int) -> pa.Array:
 
 
 def _amount_text(cents: np.ndarray) -> pa.Array:
-    return _join([_text(cents // 100), _zero_padded(cents % 100, 2)], ".")
+    magnitude = np.abs(cents)
+    text = _join([_text(magnitude // 100), _zero_padded(magnitude % 100, 2)], ".")
+    negative = cents < 0
+    return pc.if_else(pa.array(negative), _join([_literal("-"), text], ""), text) if negative.any() else text
 
 
 def _customer_ids(count: int) -> pa.Array:
@@ -533,7 +635,7 @@ def _dirty_transaction_lines(
     customer_id = pc.if_else(is_kind("empty_customer_id"), _literal(""), dirty["customer_id"])
     dirty["customer_id"] = pc.if_else(is_kind("unknown_customer_id"), unknown_ids, customer_id)
 
-    lines = _join([dirty[name] for name in TRANSACTION_COLUMNS], ",")
+    lines = _join(list(dirty.values()), ",")  # fields are in column order
     lines = pc.if_else(is_kind("extra_field"), _join([lines, _literal("web")], ","), lines)
     is_clean = np.ones(len(day), dtype=bool)
     is_clean[rows] = False
@@ -596,12 +698,17 @@ def _write_parquet_atomically(table: pa.Table, path: Path) -> None:
 
 
 def _write_transactions(
-    directory: Path, calendar: _Calendar, transactions: _Transactions, file_format: str, payload: pa.Array | pa.Table
+    directory: Path,
+    calendar: _Calendar,
+    transactions: _Transactions,
+    file_format: str,
+    payload: pa.Array | pa.Table,
+    columns: tuple[str, ...] = TRANSACTION_COLUMNS,
 ) -> None:
     """One file per calendar day; payload is the CSV lines or the parquet table, sorted by day."""
     directory.mkdir(parents=True, exist_ok=True)
     day_bounds = np.searchsorted(transactions.day, np.arange(calendar.days + 1), side="left")
-    header = _header(TRANSACTION_COLUMNS)
+    header = _header(columns)
     other_format = "parquet" if file_format == "csv" else "csv"
     for day, date in enumerate(np.datetime_as_string(calendar.dates)):
         start, stop = int(day_bounds[day]), int(day_bounds[day + 1])
@@ -644,18 +751,36 @@ def _ground_truth_table(
             "observed_until": pa.array(np.full(n, calendar.dates[-1])),
             "price_change_date": pa.array([price_change_date] * n, pa.date32()),
             "price_change_factor": pa.array(np.full(n, 1.0 if price_change_date is None else PRICE_DRIFT_FACTOR)),
+            **_regime_truth_columns(config, customers),
         }
     )
+
+
+def _regime_truth_columns(config: SimulationConfig, customers: _Customers) -> dict[str, pa.Array]:
+    """Ground truth columns of regime options, present only when the option is on (read by the oracle)."""
+    n = len(customers)
+    columns = {}
+    if customers.whale is not None:
+        columns["is_whale"] = pa.array(customers.whale)
+    if config.seasonality_scale != 1.0:
+        columns["seasonality_scale"] = pa.array(np.full(n, config.seasonality_scale))
+    if config.zero_amount_share > 0:
+        columns["zero_amount_share"] = pa.array(np.full(n, config.zero_amount_share))
+    return columns
 
 
 def _meta(config: SimulationConfig, counts: dict) -> dict:
     config_json = asdict(config)
     for name in ("start", "end", "drift_from"):
         config_json[name] = None if config_json[name] is None else config_json[name].isoformat()
+    defaults = SimulationConfig(start=config.start, end=config.end)
+    for name in REGIME_FIELDS:  # listed only when they differ from the default
+        if getattr(config, name) == getattr(defaults, name):
+            del config_json[name]
     return {
         "generator_version": GENERATOR_VERSION,
         "config": config_json,
-        "seasonality": _seasonality_definition(),
+        "seasonality": _seasonality_definition(config.seasonality_scale),
         "process": {
             "acquisition_growth_per_year": ACQUISITION_GROWTH_PER_YEAR,
             "launch_bump": LAUNCH_BUMP,
@@ -681,30 +806,36 @@ def _meta(config: SimulationConfig, counts: dict) -> dict:
 
 
 def _transaction_fields(
-    calendar: _Calendar, transactions: _Transactions, customer_ids: pa.Array
+    calendar: _Calendar, transactions: _Transactions, customer_ids: pa.Array, with_status: bool = False
 ) -> dict[str, pa.Array]:
-    """The CSV text of every transaction column."""
+    """The CSV text of every transaction column, in column order (status last, when asked for)."""
     id_width = max(9, len(str(len(transactions))))
-    return {
+    fields = {
         "transaction_id": _join([_literal("T"), _zero_padded(np.arange(1, len(transactions) + 1), id_width)], ""),
         "customer_id": customer_ids.take(pa.array(transactions.customer)),
         "event_time": pc.cast(_timestamps(calendar, transactions.day, transactions.second_of_day), _TEXT),
         "amount": _amount_text(transactions.cents),
         "quantity": _text(transactions.quantity),
     }
+    if with_status:
+        kind = np.zeros(len(transactions), dtype=np.int64) if transactions.kind is None else transactions.kind
+        cancelled = kind == LINE_KINDS.index("cancelled")
+        fields["status"] = pc.if_else(pa.array(cancelled), _literal("cancelled"), _literal("completed"))
+    return fields
 
 
 def _transaction_table(calendar: _Calendar, transactions: _Transactions, fields: dict[str, pa.Array]) -> pa.Table:
     """Transactions with natural column types, for parquet."""
-    return pa.table(
-        {
-            "transaction_id": pc.cast(fields["transaction_id"], pa.string()),
-            "customer_id": pc.cast(fields["customer_id"], pa.string()),
-            "event_time": _timestamps(calendar, transactions.day, transactions.second_of_day).cast(pa.timestamp("us")),
-            "amount": pa.array(transactions.cents / 100),
-            "quantity": pa.array(transactions.quantity),
-        }
-    )
+    columns = {
+        "transaction_id": pc.cast(fields["transaction_id"], pa.string()),
+        "customer_id": pc.cast(fields["customer_id"], pa.string()),
+        "event_time": _timestamps(calendar, transactions.day, transactions.second_of_day).cast(pa.timestamp("us")),
+        "amount": pa.array(transactions.cents / 100),
+        "quantity": pa.array(transactions.quantity),
+    }
+    if "status" in fields:
+        columns["status"] = pc.cast(fields["status"], pa.string())
+    return pa.table(columns)
 
 
 def _customer_fields(
@@ -726,71 +857,111 @@ def _customer_fields(
 
 def simulate(data_dir: Path, config: SimulationConfig) -> SimulationSummary:
     """Simulate the shop and write landing files, ground truth and metadata under data_dir."""
+    from mlsys_assets import simulate_regimes as regimes  # builds on this module
+
     data_dir = Path(data_dir)
     landing_dir = data_dir / "landing"
     simulation_dir = data_dir / "simulation"
-    customer_rng, purchase_rng, dirt_rng = np.random.default_rng(config.seed).spawn(3)
+    # More streams than the three of the demo shop: spawning more leaves the first three unchanged.
+    customer_rng, purchase_rng, dirt_rng, regime_rng, future_rng = np.random.default_rng(config.seed).spawn(5)
 
-    calendar = _Calendar.between(config.start, config.end)
-    customers = _draw_customers(customer_rng, config, calendar)
-    transactions = _draw_transactions(purchase_rng, customers, calendar, _drift_day(config, "price"))
+    calendar = _Calendar.between(config.start, config.end, config.seasonality_scale)
+    customers = regimes.with_whales(regime_rng, config, _draw_customers(customer_rng, config, calendar))
+    sales = _draw_transactions(purchase_rng, customers, calendar, _drift_day(config, "price"))
+    lines = regimes.with_regime_lines(regime_rng, config, customers, sales)
     customer_ids = _customer_ids(len(customers))
-    dirty_counts = {
-        "transactions": dict.fromkeys(DIRTY_TRANSACTION_KINDS, 0),
-        "customers": dict.fromkeys(DIRTY_CUSTOMER_KINDS, 0),
-    }
-
-    transaction_fields = _transaction_fields(calendar, transactions, customer_ids)
-    if config.file_format == "csv":
-        lines = _join([transaction_fields[name] for name in TRANSACTION_COLUMNS], ",")
-        if config.dirty_share > 0:
-            lines, dirty_counts["transactions"] = _dirty_transaction_lines(
-                dirt_rng, config.dirty_share, calendar, transactions, transaction_fields, lines
-            )
-        payload = _with_newlines(lines)
-    else:
-        payload = _transaction_table(calendar, transactions, transaction_fields)
-    _write_transactions(landing_dir / "transactions", calendar, transactions, config.file_format, payload)
-
-    customer_fields = _customer_fields(customer_rng, calendar, customers, customer_ids)
-    if config.dirty_share > 0:
-        signup_year = calendar.dates[customers.signup_day].astype("datetime64[Y]").astype(np.int64) + 1970
-        customer_lines, dirty_counts["customers"] = _dirty_customer_lines(
-            dirt_rng, config.dirty_share, customer_fields, signup_year
-        )
-    else:
-        customer_lines = _join([customer_fields[name] for name in CUSTOMER_COLUMNS], ",")
-    customer_lines = _with_newlines(customer_lines)
-    customers_path = landing_dir / "customers" / "customers.csv"
-    customers_path.parent.mkdir(parents=True, exist_ok=True)
-    customer_bytes = _line_bytes(customer_lines, 0, len(customer_lines))
-    _write_atomically(customers_path, [_header(CUSTOMER_COLUMNS), customer_bytes])
 
     simulation_dir.mkdir(parents=True, exist_ok=True)
+    dirty_counts = {
+        "transactions": _write_transaction_lines(dirt_rng, config, calendar, lines, customer_ids, data_dir),
+        "customers": _write_customers(customer_rng, dirt_rng, config, calendar, customers, customer_ids, landing_dir),
+    }
     ground_truth_path = simulation_dir / "ground_truth.parquet"
     _write_parquet_atomically(_ground_truth_table(customers, customer_ids, calendar, config), ground_truth_path)
+    future = regimes.write_future(future_rng, config, customers, customer_ids, simulation_dir)
 
     dirty_rows = sum(dirty_counts["transactions"].values()) + sum(dirty_counts["customers"].values())
+    transaction_files = calendar.days if config.export_layout == "daily" else 0
     counts = {
         "customers": len(customers),
         "buying_customers": int((~customers.never_buys & (customers.first_purchase_day < calendar.days)).sum()),
-        "transactions": len(transactions),
+        "transactions": len(lines),
         "days": calendar.days,
-        "transaction_files": calendar.days,
+        "transaction_files": transaction_files,
         "dirty_rows": dirty_rows,
         "dirty_rows_by_kind": dirty_counts,
     }
-    meta_text = json.dumps(_meta(config, counts), indent=2) + "\n"
-    _write_atomically(simulation_dir / "meta.json", [meta_text.encode()])
+    meta = _meta(config, counts) | regimes.meta_entries(config, lines, future)
+    _write_atomically(simulation_dir / "meta.json", [(json.dumps(meta, indent=2) + "\n").encode()])
     return SimulationSummary(
         customers=len(customers),
-        transactions=len(transactions),
+        transactions=len(lines),
         days=calendar.days,
-        transaction_files=calendar.days,
+        transaction_files=transaction_files,
         dirty_rows=dirty_rows,
         landing_dir=landing_dir,
         ground_truth_path=ground_truth_path,
+        **regimes.summary_paths(config, simulation_dir, future),
     )
+
+
+def _write_transaction_lines(
+    dirt_rng: np.random.Generator,
+    config: SimulationConfig,
+    calendar: _Calendar,
+    lines: _Transactions,
+    customer_ids: pa.Array,
+    data_dir: Path,
+) -> dict[str, int]:
+    """The daily landing files (or the one export file); the count of dirty lines per kind."""
+    from mlsys_assets import simulate_regimes as regimes
+
+    dirty_counts = dict.fromkeys(DIRTY_TRANSACTION_KINDS, 0)
+    fields = _transaction_fields(calendar, lines, customer_ids, with_status=config.cancelled_share > 0)
+    directory = data_dir / "landing" / "transactions"
+    if config.export_layout == "whitespace_export":
+        regimes.write_whitespace_export(data_dir / "simulation", calendar, lines, fields, directory)
+        return dirty_counts  # defects are written into CSV files only, as for parquet
+    regimes.remove_export(data_dir / "simulation")
+    if config.file_format == "csv":
+        text_lines = _join(list(fields.values()), ",")
+        if config.dirty_share > 0:
+            text_lines, dirty_counts = _dirty_transaction_lines(
+                dirt_rng, config.dirty_share, calendar, lines, fields, text_lines
+            )
+        payload = _with_newlines(text_lines)
+    else:
+        payload = _transaction_table(calendar, lines, fields)
+    _write_transactions(directory, calendar, lines, config.file_format, payload, tuple(fields))
+    return dirty_counts
+
+
+def _write_customers(
+    customer_rng: np.random.Generator,
+    dirt_rng: np.random.Generator,
+    config: SimulationConfig,
+    calendar: _Calendar,
+    customers: _Customers,
+    customer_ids: pa.Array,
+    landing_dir: Path,
+) -> dict[str, int]:
+    """landing/customers/customers.csv (none when customers_export is off); the count of dirty rows per kind."""
+    customers_path = landing_dir / "customers" / "customers.csv"
+    if not config.customers_export:
+        customers_path.unlink(missing_ok=True)  # a re-run must not leave an earlier run's export behind
+        return dict.fromkeys(DIRTY_CUSTOMER_KINDS, 0)
+    customer_fields = _customer_fields(customer_rng, calendar, customers, customer_ids)
+    dirty_counts = dict.fromkeys(DIRTY_CUSTOMER_KINDS, 0)
+    if config.dirty_share > 0:
+        signup_year = calendar.dates[customers.signup_day].astype("datetime64[Y]").astype(np.int64) + 1970
+        customer_lines, dirty_counts = _dirty_customer_lines(dirt_rng, config.dirty_share, customer_fields, signup_year)
+    else:
+        customer_lines = _join([customer_fields[name] for name in CUSTOMER_COLUMNS], ",")
+    customer_lines = _with_newlines(customer_lines)
+    customers_path.parent.mkdir(parents=True, exist_ok=True)
+    customer_bytes = _line_bytes(customer_lines, 0, len(customer_lines))
+    _write_atomically(customers_path, [_header(CUSTOMER_COLUMNS), customer_bytes])
+    return dirty_counts
 
 
 # --- oracle ------------------------------------------------------------------------
@@ -803,12 +974,18 @@ def _epoch_days(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.where(missing, 0, dates.astype(np.int64)), missing
 
 
+def _process_constant(truth: pd.DataFrame, column: str, default: float) -> float:
+    """A process parameter the ground truth repeats on every row; absent: the demo shop's value."""
+    return float(truth[column].iloc[0]) if column in truth.columns and len(truth) else default
+
+
 def oracle_expectations(ground_truth: pd.DataFrame, as_of: datetime.date, horizon_days: int) -> pd.DataFrame:
     """True expected purchases and spend in (as_of, as_of + horizon_days] for customers signed up by as_of.
 
     Uses the true parameters: the first purchase day, the realised death date
     inside the simulated period, the exponential lifetime after it, the
-    seasonality and any price drift. No model can do better in expectation.
+    seasonality (with its regime scale), any price drift and the share of $0
+    sales. No model can do better in expectation.
     """
     if horizon_days < 1:
         raise ValueError(f"horizon_days must be at least 1, got {horizon_days}")
@@ -824,7 +1001,7 @@ def oracle_expectations(ground_truth: pd.DataFrame, as_of: datetime.date, horizo
     dropout = truth["dropout_rate"].to_numpy()
 
     window = np.arange(window_first, window_last + 1)
-    intensity = seasonal_multiplier(window.astype("datetime64[D]"))
+    intensity = seasonal_multiplier(window.astype("datetime64[D]"), _process_constant(truth, "seasonality_scale", 1.0))
     price = np.ones(horizon_days)
     if len(truth) and pd.notna(truth["price_change_date"].iloc[0]):
         price_change, _ = _epoch_days(truth["price_change_date"].iloc[:1])
@@ -876,10 +1053,11 @@ def oracle_expectations(ground_truth: pd.DataFrame, as_of: datetime.date, horizo
         expected_revenue[tail] += tail_revenue
         p_no_purchase[tail] *= no_purchase
 
+    paid_share = 1.0 - _process_constant(truth, "zero_amount_share", 0.0)  # $0 sales count but add no spend
     return pd.DataFrame(
         {
             "customer_id": truth["customer_id"].to_numpy(),
-            "expected_spend": expected_revenue * truth["mean_spend"].to_numpy(),
+            "expected_spend": expected_revenue * truth["mean_spend"].to_numpy() * paid_share,
             "expected_purchases": expected_purchases,
             "p_no_purchase": p_no_purchase,
         }

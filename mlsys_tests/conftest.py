@@ -3,6 +3,7 @@ landing files, run the ingest assets with real `dagster.materialize` runs, and q
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -10,6 +11,11 @@ import duckdb
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+# The partition calendar is fixed when mlsys_assets is first imported. Unset, it would start at the first
+# file of whatever landing zone $MLSYS_DATA_DIR (or ./data) holds, e.g. a demo's; the tests' days start in
+# 2024. Tests of the calendar rule itself run `mlsys` in subprocesses with their own environment.
+os.environ["MLSYS_PARTITIONS_START"] = "2024-01-01"
 
 from mlsys_assets.ingest.assets import raw_customers, raw_transactions
 from mlsys_assets.resources import LandingZone, Warehouse
@@ -141,13 +147,9 @@ import shutil  # noqa: E402
 from dataclasses import dataclass, replace  # noqa: E402
 
 from mlsys_assets.features.assets import customer_daily  # noqa: E402
-from mlsys_assets.ml.assets import (  # noqa: E402
-    churn_model,
-    ltv_model,
-    model_evaluation,
-    model_registry,
-    training_examples,
-)
+from mlsys_assets.demo_oracle import SimulatedShopOracle  # noqa: E402
+from mlsys_assets.ml.assets import churn_model, ltv_model, training_examples  # noqa: E402
+from mlsys_assets.ml.evaluation_assets import model_evaluation, model_registry  # noqa: E402
 from mlsys_assets.resources import ForecastSettings, MonitoringSettings  # noqa: E402
 from mlsys_assets.settings import DataLayout  # noqa: E402
 from mlsys_assets.simulate import SimulationConfig, simulate  # noqa: E402
@@ -159,7 +161,7 @@ SHOP_CONFIG = SimulationConfig(
     customers=600, start=_dt.date(2024, 1, 1), end=_dt.date(2024, 1, 1) + _dt.timedelta(days=299), seed=11
 )
 SHOP_HORIZON_DAYS = 30
-SHOP_EXAMPLES_CONFIG = {"min_history_days": 90, "grid_step_days": 14, "holdout_as_of_days": 3}
+SHOP_EXAMPLES_CONFIG = {"min_history_days": 90, "grid_step_days": 14, "backtest_cutoffs": 3}
 SHOP_LTV_CONFIG = {"iterations": 60, "learning_rate": 0.1, "depth": 4, "loss_function": "Tweedie:variance_power=1.2"}
 SHOP_CHURN_CONFIG = {"iterations": 60, "learning_rate": 0.1, "depth": 4, "loss_function": "Logloss"}
 PIPELINE = [training_examples, ltv_model, churn_model, model_evaluation, model_registry]
@@ -171,6 +173,7 @@ def ml_resources_for(data_dir: Path, horizon_days: int = SHOP_HORIZON_DAYS) -> d
         "landing": LandingZone(data_dir=str(data_dir)),
         "forecast": ForecastSettings(horizon_days=horizon_days),
         "settings": MonitoringSettings(),
+        "oracle": SimulatedShopOracle(simulation_dir=str(data_dir / "simulation")),
     }
 
 
@@ -271,3 +274,16 @@ def shop_factory(shop_template: Path) -> Callable[[Path, DagsterInstance], Shop]
 @pytest.fixture
 def shop(tmp_path: Path, shop_factory, instance: DagsterInstance) -> Shop:
     return shop_factory(tmp_path, instance)
+
+
+@pytest.fixture
+def cli_env(tmp_path) -> dict:
+    """An environment for `mlsys` subprocesses on an empty data directory and a Dagster instance of its own,
+    with the calendar setting unset (so the calendar starts at the first delivered day)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / ".dagster" / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "MLSYS_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(home),
+           "MLSYS_PII_KEY": "test", "PYTHONWARNINGS": "ignore"}
+    env.pop("MLSYS_PARTITIONS_START", None)
+    return env

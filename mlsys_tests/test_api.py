@@ -581,6 +581,7 @@ def test_models_describes_the_production_versions(served: Served, api: httpx.Cli
         assert body[name]["holdout_as_of"] == str(TRAINING_DAYS[-1])
         assert body[name]["holdout_metrics"] == card(name)["metrics"]["holdout"]
         assert body[name]["features"] == list(FEATURES)
+        assert body[name]["kind"] == "catboost"
 
 
 # --- /v1/predict/features ----------------------------------------------------------------------------------------
@@ -1055,3 +1056,21 @@ def test_a_500_keeps_the_connection_usable_or_announces_its_close(card_broken_se
         except OSError as exc:
             pytest.fail(f"the server dropped the keep-alive connection after the 500 without announcing it: {exc!r}")
         assert status == 200
+
+
+def test_where_btyd_serves_the_api_answers_its_forecasts_and_says_so(tmp_path, snapshot: pd.DataFrame):
+    data_dir = tmp_path / "data"
+    write_online_store(data_dir, snapshot)
+    versions = {name: save_version(data_dir / "models", name, None,
+                                   {"kind": "btyd", "features": [column], "label_window_days": HORIZON_DAYS})
+                for name, column in (("ltv", "btyd_expected_spend"), ("churn", "btyd_p_no_purchase"))}
+    publish(data_dir, versions)
+    holder = StateHolder(data_dir / "serving")
+
+    assert holder.try_reload(), holder.last_error
+
+    state = holder.state
+    assert all("-btyd-" in v for v in state.versions.values())
+    spend, churn, _ = zip(*(state.predictions[c] for c in snapshot["customer_id"]))
+    np.testing.assert_allclose(spend, snapshot["btyd_expected_spend"].fillna(0.0))
+    np.testing.assert_allclose(churn, snapshot["btyd_p_no_purchase"].fillna(1.0))

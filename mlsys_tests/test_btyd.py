@@ -330,8 +330,19 @@ def test_conditional_spend_shrinks_towards_the_population_mean():
 def test_spend_without_a_finite_mean_is_refused():
     with pytest.raises(ValueError, match="no finite mean"):
         GammaGammaParams(p=2.0, q=0.9, v=10.0).conditional_expected_average_spend([1], [10.0])
-    with pytest.raises(ValueError, match="positive"):
-        fit_gamma_gamma([1, 2], [10.0, 0.0])
+
+
+def test_repeat_buyers_whose_repeat_spend_is_zero_do_not_inform_or_break_the_spend_fit():
+    rng = np.random.default_rng(3)
+    x = rng.integers(1, 6, 400)
+    m_x = rng.gamma(4.0, 10.0, 400)
+    with_free_orders = fit_gamma_gamma(np.r_[x, [1, 3]], np.r_[m_x, [0.0, 0.0]])
+    assert with_free_orders == fit_gamma_gamma(x, m_x)
+    # Their forecast is still defined: shrunk from the population mean toward their $0.
+    spend = with_free_orders.conditional_expected_average_spend([1, 3], [0.0, 0.0])
+    assert np.all(np.isfinite(spend)) and 0 < spend[1] < spend[0] < with_free_orders.population_mean_spend
+    with pytest.raises(ValueError, match="at least one repeat purchase"):
+        fit_gamma_gamma([1, 2], [0.0, 0.0])
 
 
 # --- the combined model -------------------------------------------------------------------------

@@ -251,3 +251,29 @@ def test_loaded_plus_quarantined_rows_reconcile_with_data_lines(write_transactio
     reconciliation = check_evaluation(result, "reconciliation")
     assert counts == [(3, 2)]
     assert (reconciliation.passed, reconciliation.metadata["data_lines"].value) == (True, 5)
+
+
+def test_zero_amount_sales_load_count_and_flow_into_customer_daily(
+    resources, instance, write_transactions, ingest_transactions, query
+):
+    from dagster import materialize
+
+    from mlsys_assets.features.assets import customer_daily
+
+    # c1 buys once for 10.00, then every repeat purchase is 0.00; c2 only ever buys for 0.00.
+    write_transactions("2025-01-01", ["t1,c1,2025-01-01,10.00,1", "t2,c2,2025-01-01,0.00,1"])
+    write_transactions("2025-01-02", ["t3,c1,2025-01-02,0,1"])
+    write_transactions("2025-01-03", ["t4,c1,2025-01-03,0.00,2"])
+
+    result = ingest_transactions("2025-01-01", "2025-01-03")
+    materialize([customer_daily], resources=resources, instance=instance, tags=result.dagster_run.tags)
+
+    # A range run reports one materialization per partition, each with the run's metadata.
+    assert result.get_asset_materialization_events()[0].materialization.metadata["zero_amount_rows"].value == 3
+    assert query("SELECT count(*) FROM raw.quarantine") == [(0,)]
+    assert query("SELECT customer_id, event_date, transactions, spend FROM features.customer_daily ORDER BY ALL") == [
+        ("c1", dt.date(2025, 1, 1), 1, Decimal("10.00")),
+        ("c1", dt.date(2025, 1, 2), 1, Decimal("0.00")),
+        ("c1", dt.date(2025, 1, 3), 1, Decimal("0.00")),
+        ("c2", dt.date(2025, 1, 1), 1, Decimal("0.00")),
+    ]

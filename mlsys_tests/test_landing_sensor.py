@@ -116,3 +116,25 @@ def test_definitions_load_with_layer_groups_and_running_sensors(tmp_path):
         "automation": DefaultSensorStatus.RUNNING,
         "drift_retraining": DefaultSensorStatus.RUNNING,
     }
+
+
+def test_file_before_the_calendar_gets_no_run_and_the_reason_names_the_setting(write_transactions, evaluate_sensor):
+    # conftest pins the calendar to start at 2024-01-01: 2023-12-31 is no partition.
+    write_transactions("2023-12-31", ["t0,c1,2023-12-31,10.00,1"])
+
+    result = evaluate_sensor()
+
+    assert result.run_requests == []
+    assert "2023-12-31.csv" in result.skip_reason.skip_message
+    assert "MLSYS_PARTITIONS_START" in result.skip_reason.skip_message
+    # Not remembered: once the definitions load with a calendar that holds the day, it is new.
+    assert "2023-12-31" not in (result.cursor or "")
+
+
+def test_file_before_the_calendar_does_not_hold_up_the_others(write_transactions, evaluate_sensor):
+    write_transactions("2023-12-31", ["t0,c1,2023-12-31,10.00,1"])
+    write_transactions(DAY, ROWS)
+
+    result = evaluate_sensor()
+
+    assert [request.partition_key for request in result.run_requests] == [DAY]

@@ -6,20 +6,17 @@ import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from mlsys_assets.cli import main as mlsys_cli
 from mlsys_assets.ml import registry
-from mlsys_assets.ml.assets import (
-    PromotionGateConfig,
-    churn_model,
-    gate_decision,
-    ltv_model,
-    model_evaluation,
-    model_registry,
-)
+from mlsys_assets.ml.assets import churn_model, ltv_model
+from mlsys_assets.ml.evaluation_assets import _outcome, model_evaluation, model_registry
+from mlsys_assets.ml.gate import KEEP_PRODUCTION, PROMOTE, SERVE_BTYD, GateDecision, gate_decision
+from mlsys_assets.ml.targets import TARGETS
 from mlsys_assets.ml.model_store import (
     ModelVersion,
     NoProductionModelError,
@@ -32,107 +29,100 @@ from mlsys_assets.ml.model_store import (
 WEAK = {"iterations": 1, "depth": 1}
 
 
-def metrics(values: dict[tuple[str, str], float]) -> pd.DataFrame:
-    return pd.DataFrame([{"scorer": s, "metric": m, "value": v} for (s, m), v in values.items()])
-
-
-def ltv_metrics(**overrides: float) -> pd.DataFrame:
-    """A candidate that beats naive and historical on both gate metrics with a small bias; keys like
-    `candidate_gini=0.6` override one value, `production_gini=0.8` adds one."""
+def ltv_values(**overrides: float) -> dict[tuple[str, str], float]:
+    """Backtest means of a candidate that matches or beats BG/NBD and beats naive and historical; keys like
+    `candidate_gini=0.6` override one value."""
     values = {
-        ("candidate", "gini"): 0.80, ("candidate", "top10_capture"): 0.50, ("candidate", "bias_pct"): 5.0,
-        ("naive", "gini"): 0.50, ("naive", "top10_capture"): 0.40, ("naive", "bias_pct"): 30.0,
-        ("historical", "gini"): 0.70, ("historical", "top10_capture"): 0.45, ("historical", "bias_pct"): 60.0,
-        ("bgnbd", "gini"): 0.75, ("bgnbd", "top10_capture"): 0.48, ("bgnbd", "bias_pct"): -10.0,
+        ("candidate", "rmse"): 100.0, ("candidate", "gini"): 0.80, ("candidate", "top10_capture"): 0.50,
+        ("candidate", "abs_bias_pct"): 5.0,
+        ("bgnbd", "rmse"): 101.0, ("bgnbd", "gini"): 0.75, ("bgnbd", "top10_capture"): 0.48, ("bgnbd", "abs_bias_pct"): 8.0,
+        ("naive", "gini"): 0.50, ("naive", "top10_capture"): 0.40, ("historical", "gini"): 0.70,
+        ("historical", "top10_capture"): 0.45,
     }
     for key, value in overrides.items():
         scorer, metric = key.split("_", 1)
         values[(scorer, metric)] = value
-    return metrics(values)
+    return values
 
 
-def churn_metrics_frame(**overrides: float) -> pd.DataFrame:
-    values = {("candidate", "roc_auc"): 0.85, ("naive", "roc_auc"): 0.75, ("historical", "roc_auc"): 0.80,
-              ("bgnbd", "roc_auc"): 0.84, ("candidate", "brier"): 0.5}
+def churn_values(**overrides: float) -> dict[tuple[str, str], float]:
+    values = {("candidate", "roc_auc"): 0.85, ("candidate", "brier"): 0.15, ("bgnbd", "roc_auc"): 0.84,
+              ("bgnbd", "brier"): 0.16, ("naive", "roc_auc"): 0.75, ("historical", "roc_auc"): 0.80}
     for key, value in overrides.items():
         scorer, metric = key.split("_", 1)
         values[(scorer, metric)] = value
-    return metrics(values)
+    return values
+
+
+def decide(name: str, values: dict, production: dict | None = None, tolerance: float = 0.02, bias: float = 10.0):
+    return gate_decision(TARGETS[name], values, production, tolerance, bias)
 
 
 # --- gate_decision -----------------------------------------------------------------------------------
 
 
-def test_gate_passes_a_candidate_that_beats_naive_and_historical():
-    passed, reason = gate_decision(ltv_metrics(), "ltv", PromotionGateConfig())
-    assert passed, reason
-    assert reason == "beats naive, historical on gini 0.8000, top10_capture 0.5000"
-
-    passed, reason = gate_decision(churn_metrics_frame(), "churn", PromotionGateConfig())
-    assert (passed, reason) == (True, "beats naive, historical on roc_auc 0.8500")
+def test_gate_promotes_a_candidate_that_matches_or_beats_btyd_and_beats_the_baselines():
+    for name, values in (("ltv", ltv_values()), ("churn", churn_values())):
+        decision = decide(name, values)
+        assert (decision.passed, decision.action) == (True, PROMOTE), decision.reason
+        assert decision.reason.startswith("matches or beats BG/NBD on the backtest")
+    # A tie with the classic model is enough: the candidate is then at least as good.
+    assert decide("churn", churn_values(candidate_roc_auc=0.84, candidate_brier=0.16)).passed
 
 
 @pytest.mark.parametrize(
-    ("model_name", "frame", "expected"),
+    ("name", "values", "expected"),
     [
-        ("ltv", ltv_metrics(candidate_top10_capture=0.44), ["top10_capture 0.4400 does not beat historical 0.4500"]),
-        ("ltv", ltv_metrics(candidate_gini=0.60),
-         ["gini 0.6000 does not beat historical 0.7000"]),
-        ("ltv", ltv_metrics(candidate_gini=0.40), ["gini 0.4000 does not beat naive 0.5000",
-                                                   "gini 0.4000 does not beat historical 0.7000"]),
-        ("ltv", ltv_metrics(candidate_gini=0.70), ["gini 0.7000 does not beat historical 0.7000"]),  # a tie is no win
-        ("churn", churn_metrics_frame(candidate_roc_auc=0.78), ["roc_auc 0.7800 does not beat historical 0.8000"]),
-        ("ltv", ltv_metrics(candidate_gini=float("nan")), ["gini could not be computed on the holdout"]),
+        ("ltv", ltv_values(candidate_rmse=101.5), ["rmse 101.5000 is worse than BG/NBD's 101.0000"]),
+        ("ltv", ltv_values(candidate_gini=0.74), ["gini 0.7400 is worse than BG/NBD's 0.7500"]),
+        ("ltv", ltv_values(candidate_top10_capture=0.44), ["top10_capture 0.4400 is worse than BG/NBD's 0.4800",
+                                                           "top10_capture 0.4400 does not beat historical 0.4500"]),
+        ("ltv", ltv_values(candidate_abs_bias_pct=12.0), ["|bias| 12.0% is beyond 10.0% (max of ±10.0% and BG/NBD's)"]),
+        ("ltv", ltv_values(bgnbd_gini=0.6, candidate_gini=0.70), ["gini 0.7000 does not beat historical 0.7000"]),
+        ("churn", churn_values(candidate_brier=0.17), ["brier 0.1700 is worse than BG/NBD's 0.1600"]),
+        ("churn", churn_values(candidate_roc_auc=0.78, bgnbd_roc_auc=0.7),
+         ["roc_auc 0.7800 does not beat historical 0.8000"]),
+        ("ltv", ltv_values(candidate_gini=float("nan")), ["gini could not be computed on the backtest"]),
     ],
 )
-def test_gate_fails_naming_the_metric_and_the_baseline(model_name, frame, expected):
-    passed, reason = gate_decision(frame, model_name, PromotionGateConfig())
-    assert not passed
-    assert reason.split("; ") == expected
+def test_a_candidate_short_of_btyd_or_the_baselines_hands_the_target_to_btyd(name, values, expected):
+    decision = decide(name, values)
+    assert (decision.passed, decision.action) == (False, SERVE_BTYD)
+    assert decision.reason.split("; ") == expected
 
 
-def test_require_beat_bgnbd_adds_the_btyd_baseline():
-    frame = ltv_metrics(candidate_gini=0.74)  # beats naive 0.50 and historical 0.70, not BG/NBD 0.75
-    assert gate_decision(frame, "ltv", PromotionGateConfig())[0]
-
-    passed, reason = gate_decision(frame, "ltv", PromotionGateConfig(require_beat_bgnbd=True))
-
-    assert not passed and reason == "gini 0.7400 does not beat bgnbd 0.7500"
-    passed, reason = gate_decision(ltv_metrics(), "ltv", PromotionGateConfig(require_beat_bgnbd=True))
-    assert passed and reason.startswith("beats naive, historical, bgnbd on ")
-    passed, reason = gate_decision(churn_metrics_frame(candidate_roc_auc=0.83), "churn", PromotionGateConfig(require_beat_bgnbd=True))
-    assert (passed, reason) == (False, "roc_auc 0.8300 does not beat bgnbd 0.8400")
+def test_on_its_error_metric_a_candidate_must_be_clearly_better_than_btyd():
+    assert decide("ltv", ltv_values(candidate_rmse=100.0, bgnbd_rmse=100.4)).passed
+    decision = gate_decision(TARGETS["ltv"], ltv_values(candidate_rmse=100.0, bgnbd_rmse=100.4), None, 0.02, 10.0, 0.005)
+    assert (decision.passed, decision.action) == (False, SERVE_BTYD)
+    assert decision.reason == "rmse 100.0000 is not 0.5% better than BG/NBD's 100.4000"
+    assert gate_decision(TARGETS["ltv"], ltv_values(candidate_rmse=100.0, bgnbd_rmse=100.6), None, 0.02, 10.0, 0.005).passed
 
 
-def test_tolerance_against_production():
-    within = ltv_metrics(production_gini=0.815, production_top10_capture=0.51)  # candidate 0.80 / 0.50
-    passed, reason = gate_decision(within, "ltv", PromotionGateConfig())
-    assert passed and reason.endswith("; within tolerance of production")
-
-    worse = ltv_metrics(production_gini=0.83, production_top10_capture=0.51)
-    passed, reason = gate_decision(worse, "ltv", PromotionGateConfig())
-    assert (passed, reason) == (False, "gini 0.8000 is worse than production 0.8300 beyond the tolerance 0.02")
-    assert gate_decision(worse, "ltv", PromotionGateConfig(tolerance=0.05))[0]
-
-    passed, reason = gate_decision(churn_metrics_frame(production_roc_auc=0.90), "churn", PromotionGateConfig())
-    assert (passed, reason) == (False, "roc_auc 0.8500 is worse than production 0.9000 beyond the tolerance 0.02")
+def test_better_on_average_but_worse_at_one_cutoff_is_not_enough():
+    by_cutoff = {"2025-11-09": {("candidate", "rmse"): 127.2, ("bgnbd", "rmse"): 126.4},
+                 "2026-02-15": {("candidate", "rmse"): 88.7, ("bgnbd", "rmse"): 90.9}}
+    decision = gate_decision(TARGETS["ltv"], ltv_values(), None, 0.02, 10.0, 0.0, by_cutoff)
+    assert (decision.passed, decision.action) == (False, SERVE_BTYD)
+    assert decision.reason == "rmse 127.2000 is worse than BG/NBD's 126.4000 at the cutoff 2025-11-09"
+    by_cutoff["2025-11-09"][("candidate", "rmse")] = 126.0
+    assert gate_decision(TARGETS["ltv"], ltv_values(), None, 0.02, 10.0, 0.0, by_cutoff).passed
 
 
-@pytest.mark.parametrize(
-    ("bias", "limit", "passes"),
-    [(25.0, 25.0, True), (-25.0, 25.0, True), (25.1, 25.0, False), (-30.0, 25.0, False), (-30.0, 40.0, True),
-     (float("nan"), 25.0, False)],
-)
-def test_bias_bound(bias, limit, passes):
-    passed, reason = gate_decision(ltv_metrics(candidate_bias_pct=bias), "ltv", PromotionGateConfig(max_abs_bias_pct=limit))
-    assert passed is passes
-    if not passes:
-        assert reason == f"aggregate bias {bias:.1f}% is beyond ±{limit}%"
+def test_bias_bound_is_the_larger_of_the_setting_and_btyd_own_bias():
+    assert decide("ltv", ltv_values(candidate_abs_bias_pct=14.0, bgnbd_abs_bias_pct=15.0)).passed
+    assert not decide("ltv", ltv_values(candidate_abs_bias_pct=16.0, bgnbd_abs_bias_pct=15.0)).passed
+    assert decide("ltv", ltv_values(candidate_abs_bias_pct=14.0), bias=20.0).passed
 
 
-def test_bias_bound_does_not_apply_to_churn():
-    frame = churn_metrics_frame(candidate_bias_pct=500.0)
-    assert gate_decision(frame, "churn", PromotionGateConfig())[0]
+def test_tolerance_against_the_production_models_own_backtest_keeps_production():
+    assert decide("ltv", ltv_values(), {"gini": 0.815, "top10_capture": 0.51}).passed
+    decision = decide("ltv", ltv_values(), {"gini": 0.83, "top10_capture": 0.51})
+    assert (decision.passed, decision.action) == (False, KEEP_PRODUCTION)
+    assert decision.reason == "gini 0.8000 is worse than production's backtest 0.8300 beyond the tolerance 0.02"
+    assert decide("ltv", ltv_values(), {"gini": 0.83}, tolerance=0.05).passed
+    decision = decide("churn", churn_values(), {"roc_auc": 0.90})
+    assert (decision.passed, decision.action) == (False, KEEP_PRODUCTION)
 
 
 # --- the gate end to end -----------------------------------------------------------------------------
@@ -154,49 +144,74 @@ def _check(result, name: str = "production_model_loadable"):
     return evaluations[0]
 
 
-def test_weak_candidate_is_rejected_and_production_keeps_serving(shop):
-    first = shop.retrain()
-    promoted = _versions(first)
-    assert {promoted[m]: _states(shop)[promoted[m]][0] for m in promoted} == {v: "production" for v in promoted.values()}
-    pointer = pointer_path(shop.layout.serving)
-    pointer_bytes = pointer.read_bytes()
+def _served(shop) -> dict[str, str]:
+    return {m: e["version"] for m, e in read_pointer(shop.layout.serving)["models"].items()}
 
-    weak = shop.retrain([ltv_model, churn_model, model_evaluation, model_registry], ltv=WEAK, churn=WEAK)
+
+def test_weak_candidates_are_rejected_and_btyd_serves_their_targets(shop):
+    weak = shop.retrain(ltv=WEAK, churn=WEAK, raise_on_error=False)
 
     assert weak.success
     states = _states(shop)
+    served = _served(shop)
     for model_name, version in _versions(weak).items():
         state, gate_passed, reason = states[version]
         assert (state, gate_passed) == ("rejected", False), (model_name, reason)
-        assert "does not beat" in reason or "worse than production" in reason
-        assert shop.query("SELECT state, reason FROM ml.model_state_history WHERE version = ? ORDER BY changed_at",
-                          [version]) == [("candidate", "trained"), ("rejected", reason)]
-        assert states[promoted[model_name]][0] == "production"
-    assert pointer.read_bytes() == pointer_bytes
-    assert {m: e["version"] for m, e in read_pointer(shop.layout.serving)["models"].items()} == promoted
+        assert "BG/NBD" in reason
+        assert shop.query("SELECT state FROM ml.model_state_history WHERE version = ? ORDER BY changed_at",
+                          [version]) == [("candidate",), ("rejected",)]
+        # The classic model serves the target, registered like any version and said so in its reason.
+        assert f"{model_name}-btyd-" in served[model_name]
+        assert states[served[model_name]][0] == "production"
+        assert "BG/NBD + Gamma-Gamma serves" in shop.query(
+            "SELECT reason FROM ml.model_state_history WHERE version = ? AND state = 'production'", [served[model_name]])[0][0]
     assert _check(weak).passed
+    metadata = weak.asset_materializations_for_node("ml__model_registry")[0].metadata
+    assert (metadata["ltv_served_by"].value, metadata["churn_served_by"].value) == ("btyd", "btyd")
+    # Each refit names the version its backtest evaluated.
+    for version in _versions(weak).values():
+        refit_of = shop.query("SELECT refit_of FROM ml.model_registry WHERE version = ?", [version])[0][0]
+        assert shop.query("SELECT state FROM ml.model_registry WHERE version = ?", [refit_of]) == [("evaluated",)]
 
 
-def test_rerunning_the_gate_without_retraining_keeps_production(shop):
-    first = shop.retrain()
+def test_rerunning_the_gate_without_retraining_keeps_what_serves(shop):
+    shop.retrain(ltv=WEAK, churn=WEAK)
     pointer_bytes = pointer_path(shop.layout.serving).read_bytes()
 
     again = shop.materialize([model_evaluation, model_registry], raise_on_error=False)
 
     assert again.success
     assert pointer_path(shop.layout.serving).read_bytes() == pointer_bytes
-    assert {_states(shop)[v][0] for v in _versions(first).values()} == {"production"}
 
 
-def test_no_model_ever_passed(shop):
-    result = shop.retrain(ltv=WEAK, churn=WEAK, raise_on_error=False)
+def test_forcing_a_rejected_candidate_by_hand(shop):
+    result = shop.retrain(ltv=WEAK, churn=WEAK, gate={"approval": "manual"})
+    versions = _versions(result)
+    runner = CliRunner()
 
-    assert {state for state, _, _ in _states(shop).values()} == {"rejected"}
-    assert not pointer_path(shop.layout.serving).exists()
-    assert not _check(result).passed  # nothing serves yet
-    for model_name in ("ltv", "churn"):
-        with pytest.raises(NoProductionModelError, match="no candidate has passed the promotion gate"):
-            production_version(shop.layout.serving, model_name)
+    refused = runner.invoke(mlsys_cli, ["models", "promote", versions["ltv"], "--data-dir", str(shop.data_dir)])
+    assert refused.exit_code != 0 and "did not pass the gate" in refused.output and "--force" in refused.output
+
+    forced = runner.invoke(mlsys_cli, ["models", "promote", versions["ltv"], "--force", "--data-dir", str(shop.data_dir)])
+
+    assert forced.exit_code == 0, forced.output
+    assert _served(shop)["ltv"] == versions["ltv"] and "-btyd-" in _served(shop)["churn"]
+    assert production_version(shop.layout.serving, "ltv").version == versions["ltv"]
+    unknown = runner.invoke(mlsys_cli, ["models", "promote", "ltv-19990101T000000-deadbeef", "--data-dir", str(shop.data_dir)])
+    assert unknown.exit_code != 0 and "no version 'ltv-19990101T000000-deadbeef'" in unknown.output
+
+
+@pytest.mark.parametrize(("passed", "action", "approval", "current", "outcome"), [
+    (True, PROMOTE, "auto", "btyd", "promote"),
+    (True, PROMOTE, "manual", "catboost", "wait"),
+    (True, PROMOTE, "manual", "none", "wait+btyd"),  # never no forecast while a candidate waits
+    (False, SERVE_BTYD, "auto", "catboost", "btyd"),
+    (False, SERVE_BTYD, "auto", "btyd", "keep"),
+    (False, KEEP_PRODUCTION, "auto", "catboost", "keep"),
+    (False, KEEP_PRODUCTION, "auto", "none", "btyd"),
+])
+def test_what_the_registry_does_after_the_gate(passed, action, approval, current, outcome):
+    assert _outcome(GateDecision(passed, action, "reason"), approval, current) == outcome
 
 
 def test_production_version_without_any_pointer_or_without_the_model(tmp_path):
@@ -209,38 +224,6 @@ def test_production_version_without_any_pointer_or_without_the_model(tmp_path):
     assert production_version(serving, "churn") == ModelVersion("churn", "churn-1", tmp_path / "churn-1")
     with pytest.raises(NoProductionModelError, match="no production ltv model yet: none has passed the promotion gate"):
         production_version(serving, "ltv")
-
-
-# --- manual approval ---------------------------------------------------------------------------------
-
-
-def test_manual_approval_waits_for_the_cli(shop):
-    result = shop.retrain(gate={"approval": "manual"}, raise_on_error=False)
-    versions = _versions(result)
-
-    states = _states(shop)
-    for version in versions.values():
-        state, gate_passed, reason = states[version]
-        assert (state, gate_passed) == ("candidate", True)
-        assert reason.startswith("beats naive, historical on ")
-    assert not pointer_path(shop.layout.serving).exists()
-    decisions = result.asset_materializations_for_node("ml__model_registry")[0].metadata["decisions"].value
-    assert decisions.count("awaiting approval") == 2
-
-    runner = CliRunner()
-    promoted = runner.invoke(mlsys_cli, ["models", "promote", versions["ltv"], "--data-dir", str(shop.data_dir)])
-
-    assert promoted.exit_code == 0, promoted.output
-    assert f"{versions['ltv']} is now the production ltv model" in promoted.output
-    assert _states(shop)[versions["ltv"]][0] == "production"
-    assert _states(shop)[versions["churn"]][0] == "candidate"
-    assert production_version(shop.layout.serving, "ltv").version == versions["ltv"]
-    assert set(read_pointer(shop.layout.serving)["models"]) == {"ltv"}
-    assert shop.query("SELECT state, reason FROM ml.model_state_history WHERE version = ? ORDER BY changed_at",
-                      [versions["ltv"]]) == [("candidate", "trained"), ("production", "promoted by hand")]
-
-    unknown = runner.invoke(mlsys_cli, ["models", "promote", "ltv-19990101T000000-deadbeef", "--data-dir", str(shop.data_dir)])
-    assert unknown.exit_code != 0 and "no version 'ltv-19990101T000000-deadbeef'" in unknown.output
 
 
 # --- registry round trip and rollback ----------------------------------------------------------------
@@ -332,3 +315,29 @@ def test_rollback_without_production_raises(registry_db, tmp_path):
     with pytest.raises(registry.RegistryError, match="no production ltv model to roll back"):
         registry.rollback(registry_db, tmp_path / "serving", "ltv")
     assert not pointer_path(tmp_path / "serving").exists()
+
+
+# --- never no forecast ----------------------------------------------------------------------------------
+
+
+def test_before_any_training_btyd_serves_the_first_predictions(shop):
+    from mlsys_assets.features.assets import customer_features
+    from mlsys_assets.predictions.assets import customer_predictions
+
+    day = shop.query("SELECT max(delivery_date) FROM raw.transactions")[0][0].isoformat()
+    shop.materialize([customer_features], partition_key=day)
+
+    result = shop.materialize([customer_predictions], partition_key=day)
+
+    assert result.success
+    served = _served(shop)
+    assert set(served) == {"ltv", "churn"} and all("-btyd-" in v for v in served.values())
+    assert {state for v in served.values() for state in [_states(shop)[v][0]]} == {"production"}
+    scored = shop.frame(
+        "SELECT p.predicted_spend, p.churn_probability, p.ltv_version, f.btyd_expected_spend, f.btyd_p_no_purchase "
+        "FROM predictions.customer_predictions p JOIN features.customer_features f USING (as_of, customer_id)")
+    assert len(scored) > 100 and set(scored["ltv_version"]) == {served["ltv"]}
+    assert np.allclose(scored["predicted_spend"], scored["btyd_expected_spend"].fillna(0.0))
+    assert np.allclose(scored["churn_probability"], scored["btyd_p_no_purchase"].fillna(1.0))
+    # A later training replaces it through the gate as usual; the classic versions stay in the registry.
+    assert shop.query("SELECT count(*) FROM ml.model_registry WHERE kind = 'btyd'")[0][0] == 2

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from mlsys_assets.simulate import (
     CUSTOMER_COLUMNS,
@@ -23,6 +25,7 @@ from mlsys_assets.simulate import (
     oracle_expectations,
     simulate,
 )
+from mlsys_assets.simulate_regimes import REGIMES, regime_config
 
 START = datetime.date(2025, 1, 1)
 BASELINE = SimulationConfig(customers=2000, start=START, end=START + datetime.timedelta(days=119), seed=7)
@@ -335,8 +338,396 @@ def test_oracle_reflects_price_drift(baseline):
         {"dirty_share": 1.5},
         {"customers": 0},
         {"end": START - datetime.timedelta(days=1)},
+        {"acquisition": "viral"},
+        {"cohort_days": 0},
+        {"export_layout": "xml"},
+        {"future_days": -1},
+        {"seasonality_scale": 10.0},
+        {"cancelled_share": 1.0},
+        {"refund_share": -0.1},
+        {"zero_amount_share": 1.5},
+        {"whale_share": 2.0},
     ],
 )
 def test_invalid_config_is_rejected(overrides):
     with pytest.raises(ValueError):
         _config(**overrides)
+
+
+# --- regimes -----------------------------------------------------------------------------------
+
+YEAR = SimulationConfig(customers=400, start=START, end=START + datetime.timedelta(days=364), seed=7)
+
+
+def _year(**overrides) -> SimulationConfig:
+    return dataclasses.replace(YEAR, **overrides)
+
+
+def _sales_per_buyer(summary) -> pd.Series:
+    return _read_transactions(summary.landing_dir).groupby("customer_id").size()
+
+
+def test_single_cohort_signs_up_nobody_after_the_cohort_days(tmp_path):
+    growing = pd.read_parquet(simulate(tmp_path / "growing", _year()).ground_truth_path)
+    summary = simulate(tmp_path / "cohort", _year(acquisition="single_cohort", cohort_days=30))
+    truth = pd.read_parquet(summary.ground_truth_path)
+    cutoff = START + datetime.timedelta(days=30)
+
+    assert (growing["signup_date"] >= cutoff).mean() > 0.5  # the default keeps acquiring
+    assert (truth["signup_date"] < cutoff).all()
+    assert truth["signup_date"].nunique() > 20  # spread over the cohort days, not one day
+    customers = _read_customers(summary.landing_dir)
+    assert (customers["signup_date"] < cutoff.isoformat()).all()
+    # The cohort is watched for the whole period: its repeat purchases go on long after the cohort days.
+    assert (_read_transactions(summary.landing_dir)["file_day"] >= "2025-07-01").sum() > 50
+
+
+def test_purchase_rate_scale_makes_mostly_one_time_buyers(tmp_path):
+    plain = simulate(tmp_path / "plain", _year())
+    scaled = simulate(tmp_path / "scaled", _year(purchase_rate_scale=0.25))
+    plain_truth, scaled_truth = (pd.read_parquet(s.ground_truth_path) for s in (plain, scaled))
+    np.testing.assert_allclose(scaled_truth["purchase_rate"], plain_truth["purchase_rate"] * 0.25)
+
+    plain_counts, scaled_counts = _sales_per_buyer(plain), _sales_per_buyer(scaled)
+    assert (scaled_counts == 1).mean() > 0.55
+    assert (plain_counts == 1).mean() < (scaled_counts == 1).mean() - 0.15
+    assert scaled_counts.mean() < 0.6 * plain_counts.mean()
+
+
+def test_whales_dominate_revenue(tmp_path):
+    plain = simulate(tmp_path / "plain", _year(customers=1000))
+    whales = simulate(tmp_path / "whales", _year(customers=1000, whale_share=0.05, whale_spend_factor=20.0))
+    plain_truth, truth = (pd.read_parquet(s.ground_truth_path) for s in (plain, whales))
+
+    assert "is_whale" not in plain_truth.columns
+    assert truth["is_whale"].sum() == 50
+    factor = np.where(truth["is_whale"], 20.0, 1.0)
+    np.testing.assert_allclose(truth["mean_spend"], plain_truth["mean_spend"] * factor)
+
+    whale_ids = set(truth.loc[truth["is_whale"], "customer_id"])
+
+    def whale_revenue_share(summary) -> float:
+        transactions = _read_transactions(summary.landing_dir)
+        of_whales = transactions["customer_id"].isin(whale_ids)
+        return transactions.loc[of_whales, "amount"].sum() / transactions["amount"].sum()
+
+    assert whale_revenue_share(plain) < 0.15  # the same customers without the factor
+    assert whale_revenue_share(whales) > 0.4
+
+
+def test_zero_amount_sales_are_real_purchases(tmp_path):
+    plain = simulate(tmp_path / "plain", _year(future_days=60))
+    summary = simulate(tmp_path / "zero", _year(zero_amount_share=0.1, future_days=60))
+    transactions = _read_transactions(summary.landing_dir)
+
+    zero = transactions["amount"] == 0
+    assert zero.mean() == pytest.approx(0.1, abs=0.02)
+    assert (_read_transactions(plain.landing_dir)["amount"] > 0).all()
+    raw = pd.concat(pd.read_csv(path, dtype=str) for path in (summary.landing_dir / "transactions").glob("*.csv"))
+    assert set(raw.loc[raw["amount"].astype(float) == 0, "amount"]) == {"0.00"}
+    # The $0 lines replace amounts of the same sales: same lines, same count.
+    plain_transactions = _read_transactions(plain.landing_dir)
+    assert list(transactions["event_time"]) == list(plain_transactions["event_time"])
+    assert (transactions.loc[~zero, "amount"] == plain_transactions.loc[~zero, "amount"]).all()
+    future = pd.read_parquet(summary.future_path)
+    assert (future["amount"] == 0).mean() == pytest.approx(0.1, abs=0.03)
+    assert len(future) == len(pd.read_parquet(plain.future_path))  # $0 sales stay in the future
+
+
+def test_refunds_are_negative_and_follow_their_purchase(tmp_path):
+    plain = simulate(tmp_path / "plain", _year(future_days=30))
+    summary = simulate(tmp_path / "refunds", _year(refund_share=0.05, future_days=30))
+    transactions = _read_transactions(summary.landing_dir)
+    assert transactions["transaction_id"].is_unique
+
+    refunds = transactions[transactions["amount"] < 0]
+    sales = transactions[transactions["amount"] >= 0]
+    assert len(sales) == len(_read_transactions(plain.landing_dir))  # refunds are extra lines
+    assert len(refunds) == round(0.05 * len(sales))
+    assert (refunds["file_day"] <= YEAR.end.isoformat()).all()
+    pairs = refunds.assign(refund_amount=-refunds["amount"]).merge(
+        sales, left_on=["customer_id", "refund_amount"], right_on=["customer_id", "amount"], suffixes=("", "_sale")
+    )
+    delay = (pairs["event_time"].dt.normalize() - pairs["event_time_sale"].dt.normalize()).dt.days
+    matched = pairs[delay.between(1, 30)].drop_duplicates("transaction_id")
+    assert len(matched) == len(refunds), "every refund follows a sale of the same customer and amount by 1-30 days"
+    # Refunds are never sales: the future holds none and is the same as without refunds.
+    future = pd.read_parquet(summary.future_path)
+    assert (future["amount"] >= 0).all()
+    pd.testing.assert_frame_equal(future, pd.read_parquet(plain.future_path))
+
+
+def test_cancelled_orders_carry_a_status_and_never_count(tmp_path):
+    plain = simulate(tmp_path / "plain", _year(future_days=30))
+    summary = simulate(tmp_path / "cancelled", _year(cancelled_share=0.33, future_days=30))
+    first_file = next((summary.landing_dir / "transactions").glob("*.csv"))
+    assert first_file.read_text().splitlines()[0] == ",".join(TRANSACTION_COLUMNS) + ",status"
+    assert "status" not in pd.read_csv(next((plain.landing_dir / "transactions").glob("*.csv"))).columns
+
+    transactions = _read_transactions(summary.landing_dir)
+    assert set(transactions["status"]) == {"completed", "cancelled"}
+    cancelled = transactions["status"] == "cancelled"
+    assert cancelled.mean() == pytest.approx(0.33, abs=0.005)
+    assert transactions["transaction_id"].is_unique and (transactions["amount"] > 0).all()
+    # The completed lines are exactly the sales of the shop without cancellations.
+    completed = transactions.loc[~cancelled, ["customer_id", "event_time", "amount"]].reset_index(drop=True)
+    plain_sales = _read_transactions(plain.landing_dir)[["customer_id", "event_time", "amount"]]
+    pd.testing.assert_frame_equal(completed, plain_sales)
+    # A cancelled order is a buying customer's order on the day of one of their sales.
+    sale_days = set(zip(transactions.loc[~cancelled, "customer_id"], transactions.loc[~cancelled, "file_day"]))
+    cancelled_days = zip(transactions.loc[cancelled, "customer_id"], transactions.loc[cancelled, "file_day"])
+    assert all(key in sale_days for key in cancelled_days)
+    # The future holds sales only: the same as without cancellations.
+    pd.testing.assert_frame_equal(pd.read_parquet(summary.future_path), pd.read_parquet(plain.future_path))
+
+    parquet = simulate(tmp_path / "parquet", _year(cancelled_share=0.33, file_format="parquet"))
+    table = pd.concat(pd.read_parquet(path) for path in sorted((parquet.landing_dir / "transactions").iterdir()))
+    assert list(table.columns) == [*TRANSACTION_COLUMNS, "status"]
+    assert list(table["status"]) == list(transactions["status"])
+
+
+def test_dirty_rows_combine_with_every_line_kind(tmp_path):
+    config = _year(dirty_share=0.02, zero_amount_share=0.05, refund_share=0.03, cancelled_share=0.1, whale_share=0.01)
+    summary = simulate(tmp_path, config)
+    rows = []
+    for path in sorted((summary.landing_dir / "transactions").glob("*.csv")):
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows += list(csv.reader(handle))[1:]
+    assert len(rows) == summary.transactions
+    dirty = summary.dirty_rows - sum(json.loads((tmp_path / "simulation" / "meta.json").read_text())
+                                     ["counts"]["dirty_rows_by_kind"]["customers"].values())
+    assert dirty == pytest.approx(0.02 * len(rows), abs=2)
+    clean = [row for row in rows if len(row) == len(TRANSACTION_COLUMNS) + 1]
+    assert {row[-1] for row in clean} == {"completed", "cancelled"}
+    assert sum(len(row) == len(TRANSACTION_COLUMNS) + 2 for row in rows) > 0  # extra_field lines keep the status
+
+
+def test_no_customers_file_without_the_customers_export(tmp_path):
+    simulate(tmp_path, _year(customers=100))
+    assert (tmp_path / "landing" / "customers" / "customers.csv").exists()
+    summary = simulate(tmp_path, _year(customers=100, customers_export=False))  # a re-run removes the old one
+    assert not list((tmp_path / "landing" / "customers").iterdir())
+    assert len(list((summary.landing_dir / "transactions").iterdir())) == 365
+    assert summary.customers == len(pd.read_parquet(summary.ground_truth_path)) == 100
+
+
+def _whitespace_config(**overrides) -> SimulationConfig:
+    return _year(export_layout="whitespace_export", customers_export=False, **overrides)
+
+
+def test_whitespace_export_imports_through_its_mapping(tmp_path):
+    from mlsys_assets.contract import load_mapping
+    from mlsys_assets.ingest.importer import import_transactions
+    from mlsys_assets.settings import DataLayout
+
+    daily = simulate(tmp_path / "daily", _year())
+    summary = simulate(tmp_path / "export", _whitespace_config())
+    assert summary.transaction_files == 0 and not (summary.landing_dir / "transactions").exists()
+    assert not (summary.landing_dir / "customers").exists()
+    lines = summary.export_path.read_text().splitlines()
+    assert lines[0].split() == ["cust", "date", "total"]
+    export = pd.read_csv(summary.export_path, sep=r"\s+", dtype=str)
+    assert len(export) == summary.transactions == daily.transactions
+    assert export["date"].str.fullmatch(r"\d{8}").all() and export["total"].str.fullmatch(r"\d+\.\d{2}").all()
+    assert list(export["cust"]) == sorted(export["cust"])  # by customer, as the CDNOW log
+
+    mapping = yaml.safe_load(summary.mapping_path.read_text())
+    assert mapping == {"transactions": {"delimiter": "whitespace", "date_format": "%Y%m%d",
+                                        "columns": {"customer_id": "cust", "event_time": "date", "amount": "total"}}}
+    result = import_transactions(summary.export_path, load_mapping(summary.mapping_path)["transactions"],
+                                 DataLayout(tmp_path / "export"))
+    assert result.rows == len(export) and result.rejected_rows == 0
+    expected = _sorted_sales(_read_transactions(daily.landing_dir))
+    pd.testing.assert_frame_equal(_imported_sales(summary.landing_dir), expected)
+
+    # A daily run over the same directory removes the export, and an export run this period's day files.
+    simulate(tmp_path / "export", _year())
+    assert not (tmp_path / "export" / "simulation" / "export.txt").exists()
+    simulate(tmp_path / "export", _whitespace_config())
+    assert not list((summary.landing_dir / "transactions").iterdir())
+
+
+def _imported_sales(landing_dir: Path) -> pd.DataFrame:
+    """customer_id, file_day and amount of the daily files `mlsys import` wrote, sorted."""
+    imported = pd.concat(  # the export has no quantity and no transaction id: the platform makes ids
+        pd.read_csv(path, dtype=str, keep_default_na=False).assign(file_day=path.stem)
+        for path in sorted((landing_dir / "transactions").glob("*.csv"))
+    )
+    assert (imported["event_time"].str[:10] == imported["file_day"]).all()
+    return _sorted_sales(imported.assign(amount=imported["amount"].astype(float)))
+
+
+def _sorted_sales(transactions: pd.DataFrame) -> pd.DataFrame:
+    key = ["customer_id", "file_day", "amount"]
+    return transactions[key].sort_values(key, ignore_index=True)
+
+
+def test_whitespace_export_with_cancelled_orders_excludes_them_in_the_mapping(tmp_path):
+    from mlsys_assets.contract import load_mapping
+    from mlsys_assets.ingest.importer import import_transactions
+    from mlsys_assets.settings import DataLayout
+
+    daily = simulate(tmp_path / "daily", _year())
+    summary = simulate(tmp_path / "export", _whitespace_config(cancelled_share=0.05))
+    export = pd.read_csv(summary.export_path, sep=r"\s+", dtype=str)
+    assert list(export.columns) == ["cust", "date", "total", "status"]
+    assert set(export["status"]) == {"completed", "cancelled"}
+    assert (export["status"] == "cancelled").mean() == pytest.approx(0.05, abs=0.01)
+    mapping = yaml.safe_load(summary.mapping_path.read_text())["transactions"]
+    assert mapping["exclude"] == {"status": ["cancelled"]}
+
+    # Through the mapping, the cancelled orders stay out and exactly the shop's sales remain.
+    result = import_transactions(summary.export_path, load_mapping(summary.mapping_path)["transactions"],
+                                 DataLayout(tmp_path / "export"))
+    assert result.rows == (export["status"] == "completed").sum()
+    expected = _sorted_sales(_read_transactions(daily.landing_dir))
+    pd.testing.assert_frame_equal(_imported_sales(summary.landing_dir), expected)
+
+
+def test_future_is_simulated_but_never_delivered(tmp_path):
+    without = simulate(tmp_path / "without", _year(customers=300))
+    summary = simulate(tmp_path / "with", _year(customers=300, future_days=45))
+    assert without.future_path is None and not (tmp_path / "without" / "simulation" / "future.parquet").exists()
+
+    # The delivered period and the ground truth do not depend on the future.
+    assert _file_bytes(without.landing_dir) == _file_bytes(summary.landing_dir)
+    truth = pd.read_parquet(summary.ground_truth_path)
+    pd.testing.assert_frame_equal(truth, pd.read_parquet(without.ground_truth_path))
+    assert (truth["observed_until"] == YEAR.end).all()
+    assert max(path.stem for path in (summary.landing_dir / "transactions").iterdir()) == YEAR.end.isoformat()
+
+    table = pq.read_table(summary.future_path)
+    assert str(table.schema) == str(pa.schema([("customer_id", pa.string()), ("event_date", pa.date32()),
+                                                  ("amount", pa.float64())]))
+    future = table.to_pandas()
+    assert len(future) == summary.future_transactions > 50
+    assert future["event_date"].min() > YEAR.end
+    assert future["event_date"].max() <= YEAR.end + datetime.timedelta(days=45)
+    assert future["event_date"].nunique() > 40
+    assert set(future["customer_id"]) <= set(truth["customer_id"])
+    meta = json.loads((tmp_path / "with" / "simulation" / "meta.json").read_text())
+    assert meta["config"]["future_days"] == 45
+    assert meta["future"]["first_day"] == "2026-01-01" and meta["future"]["last_day"] == "2026-02-14"
+    assert meta["future"]["observed_until"] == YEAR.end.isoformat()
+    assert "future_days" not in json.loads((tmp_path / "without" / "simulation" / "meta.json").read_text())["config"]
+
+
+ORACLE_END = datetime.date(2025, 11, 10)  # the window below covers Black Friday and Christmas
+ORACLE_HORIZON = 60
+
+
+def _future_against_oracle(truth: pd.DataFrame, future: pd.DataFrame) -> tuple[float, float]:
+    """z-scores of the realised mean spend and mean purchases per customer against the oracle's means."""
+    oracle = oracle_expectations(truth, ORACLE_END, ORACLE_HORIZON).set_index("customer_id")
+    spend = future.groupby("customer_id")["amount"].sum().reindex(oracle.index, fill_value=0.0)
+    purchases = future.groupby("customer_id").size().reindex(oracle.index, fill_value=0)
+
+    def z(realised: pd.Series, expected: pd.Series) -> float:
+        return (realised.mean() - expected.mean()) / (realised.std() / np.sqrt(len(realised)))
+
+    return z(spend, oracle["expected_spend"]), z(purchases, oracle["expected_purchases"])
+
+
+@pytest.mark.parametrize(
+    "overrides, regime_column",
+    [({}, None), ({"seasonality_scale": 3.0}, "seasonality_scale"), ({"zero_amount_share": 0.3}, "zero_amount_share")],
+    ids=["default", "strong_seasonality", "zero_amounts"],
+)
+def test_oracle_forecasts_the_realised_future(tmp_path, overrides, regime_column):
+    config = SimulationConfig(customers=5000, start=ORACLE_END - datetime.timedelta(days=364), end=ORACLE_END,
+                              seed=7, future_days=ORACLE_HORIZON, **overrides)
+    summary = simulate(tmp_path, config)
+    truth, future = pd.read_parquet(summary.ground_truth_path), pd.read_parquet(summary.future_path)
+
+    z_spend, z_purchases = _future_against_oracle(truth, future)
+    assert abs(z_spend) < 3 and abs(z_purchases) < 3
+    if regime_column:
+        # An oracle blind to the regime is far off: the comparison above has the power to see it.
+        blind_spend, blind_purchases = _future_against_oracle(truth.drop(columns=regime_column), future)
+        assert max(abs(blind_spend), abs(blind_purchases)) > 5
+
+
+def test_strong_seasonality_sharpens_the_holiday_peak(tmp_path):
+    def peak_ratio(summary) -> float:
+        per_day = _read_transactions(summary.landing_dir).groupby("file_day").size()
+        holiday = per_day[(per_day.index >= "2025-11-25") & (per_day.index <= "2025-12-20")].mean()
+        spring = per_day[(per_day.index >= "2025-04-01") & (per_day.index <= "2025-05-31")].mean()
+        return holiday / spring
+
+    plain = simulate(tmp_path / "plain", _year(customers=1000))
+    strong = simulate(tmp_path / "strong", _year(customers=1000, seasonality_scale=3.0))
+    assert peak_ratio(strong) > 1.5 * peak_ratio(plain)
+    meta = json.loads((tmp_path / "strong" / "simulation" / "meta.json").read_text())
+    assert meta["seasonality"]["holiday_amplitude"] == pytest.approx(3 * 0.6)
+    assert "scale" not in json.loads((tmp_path / "plain" / "simulation" / "meta.json").read_text())["seasonality"]
+
+
+def test_the_default_meta_lists_no_regime_option(baseline):
+    assert set(baseline["meta"]["config"]) == {
+        "customers", "start", "end", "seed", "drift_from", "drift_kind", "dirty_share", "file_format"
+    }
+    assert not {"future", "export", "lines_by_kind"} & set(baseline["meta"])
+    assert list(baseline["ground_truth"].columns)[-1] == "price_change_factor"  # no regime columns
+
+
+def test_regime_configs():
+    yesterday = datetime.date.today() - datetime.timedelta(days=1)
+    demo = regime_config("demo")
+    assert (demo.customers, demo.end, demo.dirty_share) == (5000, yesterday, 0.002)
+    assert (demo.end - demo.start).days + 1 == 730
+
+    cdnow = regime_config("cdnow_like", customers=100, seed=3, future_days=90)
+    assert (cdnow.start, cdnow.end) == (datetime.date(1997, 1, 1), datetime.date(1998, 7, 2))
+    assert (cdnow.customers, cdnow.seed, cdnow.future_days, cdnow.regime) == (100, 3, 90, "cdnow_like")
+    assert cdnow.acquisition == "single_cohort" and not cdnow.customers_export
+    assert cdnow.export_layout == "whitespace_export" and cdnow.cancelled_share > 0 and cdnow.zero_amount_share > 0
+    assert cdnow.purchase_rate_scale == pytest.approx(0.25)
+    moved = regime_config("cdnow_like", end=datetime.date(2000, 6, 30))
+    assert moved.end == datetime.date(2000, 6, 30) and (moved.end - moved.start).days + 1 == 548
+
+    drift = regime_config("drift", end=datetime.date(2025, 6, 30))
+    assert drift.drift_kind == "channel" and drift.drift_from == datetime.date(2025, 3, 3)  # the last 120 days
+    assert regime_config("cancelled_orders").cancelled_share == pytest.approx(0.33)
+    assert (regime_config("one_year").end - regime_config("one_year").start).days == 364
+    assert regime_config("whales").whale_share == 0.01 and regime_config("whales").whale_spend_factor == 30
+    assert regime_config("strong_seasonality").seasonality_scale == 3.0
+    zero = regime_config("zero_and_refunds")
+    assert (zero.zero_amount_share, zero.refund_share) == (0.05, 0.03)
+    with pytest.raises(ValueError, match="unknown regime"):
+        regime_config("nonsense")
+
+
+@pytest.mark.parametrize("name", list(REGIMES))
+def test_every_regime_simulates(tmp_path, name):
+    summary = simulate(tmp_path, regime_config(name, customers=200, future_days=10))
+    assert summary.transactions > 0 and summary.future_path.exists()
+    meta = json.loads((tmp_path / "simulation" / "meta.json").read_text())
+    assert meta["config"]["regime"] == name
+    assert (summary.export_path is not None) == (name == "cdnow_like")
+
+
+def test_cli_simulates_a_regime_and_lists_them_in_help(tmp_path):
+    from click.testing import CliRunner
+
+    from mlsys_assets.cli import main
+
+    runner = CliRunner()
+    help_text = runner.invoke(main, ["simulate", "--help"]).output
+    for name, regime in REGIMES.items():
+        assert f"{name}: {regime.description}" in " ".join(help_text.split())
+
+    result = runner.invoke(main, ["simulate", "--regime", "cdnow_like", "--customers", "150", "--future-days", "20",
+                                  "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert str(tmp_path / "simulation" / "export.txt") in result.output
+    assert str(tmp_path / "simulation" / "mapping.yaml") in result.output
+    assert str(tmp_path / "simulation" / "future.parquet") in result.output
+    meta = json.loads((tmp_path / "simulation" / "meta.json").read_text())
+    config = meta["config"]
+    assert (config["start"], config["end"], config["customers"]) == ("1997-01-01", "1998-07-02", 150)
+
+    result = runner.invoke(main, ["simulate", "--regime", "drift", "--customers", "100", "--days", "200",
+                                  "--end-date", "2025-06-30", "--dirty-share", "0", "--data-dir", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "d" / "simulation" / "meta.json").read_text())["config"]
+    assert (config["start"], config["drift_from"], config["dirty_share"]) == ("2024-12-13", "2025-03-03", 0.0)

@@ -20,7 +20,9 @@ from mlsys_assets.features.assets import customer_daily
 from mlsys_assets.features.snapshot import FEATURES
 from mlsys_assets.ingest.assets import raw_transactions
 from mlsys_assets.ml import model_store
-from mlsys_assets.ml.assets import code_version, ltv_model, training_examples
+from mlsys_assets.ml.assets import LtvModelConfig, code_version, ltv_model, model_spec, training_examples
+from mlsys_assets.ml.backtest import cutoff_days, run_backtest, train_days
+from mlsys_assets.ml.targets import TARGETS
 from mlsys_assets.ml.metrics import SPEND_METRICS, spend_metrics
 from mlsys_assets.ml.model_store import version_from_path
 from mlsys_assets.resources import ForecastSettings
@@ -44,21 +46,19 @@ def _next_second() -> None:
 # --- label windows -----------------------------------------------------------------------------------
 
 
-def test_no_training_label_window_reaches_past_the_holdout_day(ltv_versions):
+def test_backtest_cutoffs_are_spaced_by_the_horizon_and_labels_are_exact(ltv_versions):
     shop, result = ltv_versions["shop"], ltv_versions["examples_result"]
     examples = _examples(shop)
-
-    as_of = examples.groupby("split")["as_of"].agg(["min", "max", "nunique"])
-    holdout_days = sorted(examples.loc[examples["split"] == "holdout", "as_of"].dt.date.unique())
-    train_days = sorted(examples.loc[examples["split"] == "train", "as_of"].dt.date.unique())
-    last_delivery = shop.query("SELECT max(delivery_date) FROM raw.transactions")[0][0]
-    assert len(holdout_days) == 3 and len(train_days) >= 2
-    assert holdout_days[-1] == last_delivery - dt.timedelta(days=H)  # the newest label window has fully arrived
-    assert all(day + dt.timedelta(days=H) <= holdout_days[0] for day in train_days)
-    assert as_of.loc["train", "max"] < as_of.loc["holdout", "min"]
     metadata = {k: v.value for k, v in result.asset_materializations_for_node("ml__training_examples")[0].metadata.items()}
-    assert metadata["label_window_days"] == H
-    assert metadata["holdout_as_of"] == ", ".join(map(str, holdout_days))
+    cutoffs = [dt.date.fromisoformat(d) for d in metadata["backtest_cutoffs"]]
+    last_delivery = shop.query("SELECT max(delivery_date) FROM raw.transactions")[0][0]
+    grid = sorted(examples["as_of"].dt.date.unique())
+
+    assert len(cutoffs) == 3 and metadata["label_window_days"] == H
+    assert cutoffs[-1] == grid[-1] == last_delivery - dt.timedelta(days=H)  # the newest label window has fully arrived
+    assert all(later - earlier >= dt.timedelta(days=H) for earlier, later in zip(cutoffs, cutoffs[1:]))
+    assert all(len(train_days(grid, cutoff, H)) >= 2 for cutoff in cutoffs)
+    assert sorted(examples.loc[examples["split"] == "holdout", "as_of"].dt.date.unique()) == [cutoffs[-1]]
     # Every label is what raw.transactions holds for (A, A+H], computed independently here.
     expected = shop.frame(
         """SELECT e.as_of, e.customer_id, coalesce(sum(t.amount), 0)::DOUBLE AS label_spend,
@@ -69,6 +69,26 @@ def test_no_training_label_window_reaches_past_the_holdout_day(ltv_versions):
     np.testing.assert_allclose(examples["label_spend"], expected["label_spend"])
     assert list(examples["label_transactions"]) == list(expected["label_transactions"])
     assert list(examples["churned"]) == list((expected["label_transactions"] == 0).astype(int))
+
+
+def test_a_backtest_forecast_never_sees_labels_that_ended_after_its_cutoff(ltv_versions):
+    """Poison every label whose window ends after a cutoff: that cutoff's forecasts must not move."""
+    shop = ltv_versions["shop"]
+    examples = _examples(shop)
+    grid = sorted(examples["as_of"].dt.date.unique())
+    cutoff = cutoff_days(grid, H, 3)[-2]
+    spec = model_spec(TARGETS["ltv"], LtvModelConfig(iterations=30))
+    clean, _ = run_backtest(spec, examples, examples, [cutoff], H)
+    poisoned = examples.copy()
+    unknown_then = poisoned["as_of"] + pd.Timedelta(days=H) > pd.Timestamp(cutoff)
+    poisoned.loc[unknown_then, "label_spend"] = poisoned.loc[unknown_then, "label_spend"] * 50 + 1000
+    leaked, _ = run_backtest(spec, poisoned, poisoned, [cutoff], H)
+    # (The cutoff's own actuals are poisoned too: they are what the forecast is graded on, not trained on.)
+    pd.testing.assert_frame_equal(clean.drop(columns="actual"), leaked.drop(columns="actual"))
+    # The same poison before the cutoff does move the forecast: the test can see a leak.
+    poisoned.loc[~unknown_then, "label_spend"] = poisoned.loc[~unknown_then, "label_spend"] * 50 + 1000
+    moved, _ = run_backtest(spec, poisoned, poisoned, [cutoff], H)
+    assert not np.allclose(clean["catboost"], moved["catboost"])
 
 
 def test_labels_cover_the_days_after_the_as_of_day_through_the_horizon(write_transactions, resources, instance, query):
@@ -89,7 +109,7 @@ def test_labels_cover_the_days_after_the_as_of_day_through_the_horizon(write_tra
     materialize([customer_daily], resources=ml_resources, instance=instance, tags=tags)
 
     materialize([training_examples], resources=ml_resources, instance=instance, run_config={"ops": {
-        "ml__training_examples": {"config": {"min_history_days": 10, "grid_step_days": 10, "holdout_as_of_days": 1}}}})
+        "ml__training_examples": {"config": {"min_history_days": 10, "grid_step_days": 10, "backtest_cutoffs": 1}}}})
 
     rows = query("SELECT as_of, customer_id, label_spend, label_transactions, churned, split, recency_days "
                  "FROM ml.training_examples ORDER BY ALL")
@@ -132,7 +152,7 @@ def test_later_data_changes_no_training_example_whose_window_has_ended(shop):
     shop.retrain([training_examples])
     after = _examples(shop)
 
-    finished = before[before["split"] == "train"].reset_index(drop=True)
+    finished = before[before["as_of"] + pd.Timedelta(days=H) <= pd.Timestamp(holdout_start)].reset_index(drop=True)
     same_days = after[after["as_of"].isin(finished["as_of"].unique())].reset_index(drop=True)
     pd.testing.assert_frame_equal(same_days, finished)
     # The change did reach the examples: the grid moved on, and the holdout days kept saw other labels.
@@ -211,28 +231,32 @@ def test_same_seed_retraining_in_the_same_second_gets_a_version_of_its_own(ltv_v
 def test_version_folder_holds_the_model_and_its_card(ltv_versions):
     shop, version = ltv_versions["shop"], ltv_versions["versions"][0]
     examples = shop.frame("SELECT * FROM ml.training_examples ORDER BY as_of, customer_id")
-    train_days = sorted(str(d) for d in examples.loc[examples["split"] == "train", "as_of"].dt.date.unique())
-    holdout = examples[examples["split"] == "holdout"]
+    all_days = sorted(str(d) for d in examples["as_of"].dt.date.unique())
 
     card = json.loads(version.card_file.read_text())
 
-    assert {"card.json", "model.cbm"} <= {p.name for p in version.path.iterdir()}
+    assert {"card.json", "model.cbm", "reference.parquet"} <= {p.name for p in version.path.iterdir()}
     assert version.path == shop.layout.models / "ltv" / version.version
     assert card["model"] == "ltv" and card["version"] == version.version
     configured = {"loss_function": "Tweedie:variance_power=1.2", "iterations": 60, "learning_rate": 0.1, "depth": 4,
                   "l2_leaf_reg": 3.0, "random_seed": 7}
     assert {k: card["params"].get(k) for k in configured} == configured
-    assert card["seed"] == 7
+    assert card["seed"] == 7 and card["boost_from"] == "btyd" and card["role"] == "refit"
     assert card["features"] == list(FEATURES)
-    assert card["training_window"] == {"first_as_of": train_days[0], "last_as_of": train_days[-1], "as_of_days": train_days}
-    assert card["holdout_as_of"] == str(holdout["as_of"].max().date())
+    # The refit saw every matured example, the newest cutoff's included.
+    assert card["training_window"] == {"first_as_of": all_days[0], "last_as_of": all_days[-1], "as_of_days": all_days}
+    assert card["holdout_as_of"] == all_days[-1] == card["backtest_cutoffs"][-1]
     assert card["source_partitions"] == "2024-01-01 … 2024-10-26"
     assert card["label_window_days"] == H
     assert card["code_version"] == code_version()
-    assert card["training_rows"] == int((examples["split"] == "train").sum())
+    assert card["training_rows"] == len(examples)
     assert set(card["metrics"]["holdout"]) == set(SPEND_METRICS)
-    recomputed = spend_metrics(holdout["label_spend"].to_numpy(), _holdout_predictions(shop, version))
-    assert card["metrics"]["holdout"] == pytest.approx(recomputed)
+    assert set(card["metrics"]["by_cutoff"]) == set(card["backtest_cutoffs"])
+    # The newest cutoff's metrics are those of the backtest forecasts stored for this version.
+    stored = shop.frame("SELECT actual, candidate FROM ml.backtest_predictions WHERE version = ? AND cutoff = ?",
+                        [version.version, card["holdout_as_of"]])
+    assert len(stored) == int((examples["split"] == "holdout").sum())
+    assert card["metrics"]["holdout"] == pytest.approx(spend_metrics(stored["actual"], stored["candidate"]), nan_ok=True)
     assert card["model_sha256_prefix"] == _sha256(version.model_file)[:8]
 
 
@@ -253,7 +277,7 @@ def test_registry_row_names_the_version_folder_and_its_lineage(ltv_versions):
     assert (partitions, code) == (card["source_partitions"], card["code_version"])
     assert (json.loads(params), json.loads(features), json.loads(metrics)) == (card["params"], card["features"], card["metrics"])
     assert shop.query("SELECT state, reason FROM ml.model_state_history WHERE version = ?", [version.version]) == [
-        ("candidate", "trained")]
+        ("candidate", f"refit of {card['refit_of']} on every matured example")]
     metadata = result.asset_materializations_for_node("ml__ltv_model")[0].metadata
     assert (metadata["version"].value, metadata["path"].value) == (version.version, str(version.path))
     assert metadata["source_partitions"].value == card["source_partitions"]
@@ -270,3 +294,21 @@ def test_grid_built_a_day_at_a_time_equals_the_grid_built_at_once(shop, monkeypa
     assert at_once["as_of"].nunique() > 2
     pd.testing.assert_frame_equal(at_once, by_day)
     assert not shop.query("SELECT * FROM duckdb_tables() WHERE table_name = 'training_examples_next'")
+
+
+def test_a_short_history_trains_with_a_shorter_grid_and_leaves_no_dangling_candidate(shop):
+    # min_history_days below H once crashed evaluation (the naive churn rate of an empty group was NaN).
+    result = shop.retrain(examples={"min_history_days": 10, "grid_step_days": 7, "backtest_cutoffs": 5},
+                          raise_on_error=False)
+
+    assert result.success
+    assert shop.query("SELECT count(*) FROM ml.model_registry WHERE state = 'candidate' AND gate_passed IS NULL") == [(0,)]
+    assert shop.query("SELECT count(*) FROM ml.model_evaluation WHERE value IS NULL AND metric IN ('rmse', 'brier')") == [(0,)]
+
+
+def test_too_short_a_history_is_refused_with_the_options_to_change(shop):
+    result = shop.retrain([training_examples], examples={"min_history_days": 280}, raise_on_error=False)
+
+    assert not result.success
+    message = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
+    assert "not enough history for training" in message and "--min-history-days" in message

@@ -181,6 +181,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             card = loaded.version.card()
             described[name] = {
                 "version": loaded.version.version,
+                # "catboost", or "btyd": BG/NBD + Gamma-Gamma serves this target (the gate's fallback)
+                "kind": loaded.forecaster.kind,
+                "backtest_metrics": card.get("metrics", {}).get("backtest"),
                 "trained_at": card.get("trained_at"),
                 "training_window": card.get("training_window", {}).get("first_as_of", "") + " … "
                                    + card.get("training_window", {}).get("last_as_of", ""),

@@ -12,6 +12,7 @@ from dagster import (
     AutomationCondition,
     BackfillPolicy,
     Config,
+    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -89,6 +90,18 @@ def customer_daily(context: AssetExecutionContext, warehouse: Warehouse) -> Mate
         )
 
 
+def _newest_delivery(con, end: dt.date) -> dt.date:
+    """The data's clock: "today" is the newest delivered day. A snapshot after it would describe days the
+    shop has not delivered (every customer's recency growing with the wall clock), so it is refused."""
+    newest = con.execute("SELECT max(delivery_date) FROM raw.transactions").fetchone()[0]
+    if newest is None:
+        raise Failure(description="raw.transactions is empty: run `mlsys ingest` first")
+    if end > newest:
+        raise Failure(description=f"no snapshot as of {end}: the newest delivered day is {newest}, and a snapshot "
+                                  "is taken only for days the data has reached (materialize up to that day)")
+    return newest
+
+
 class CustomerFeaturesConfig(Config):
     retention_days: int = Field(
         default=35, description="Daily snapshots kept; older ones are deleted (training grids live in ml.training_examples)."
@@ -120,6 +133,7 @@ def customer_features(
     start, end = partition_days(context)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     with warehouse.connect() as con:
+        newest = _newest_delivery(con, end)
         snapshot = build_snapshot(con, days, forecast.horizon_days)
         con.register("_snapshot_frame", snapshot)
 
@@ -135,10 +149,13 @@ def customer_features(
             con.execute("DELETE FROM features.customer_features WHERE as_of BETWEEN ? AND ?", [start, end])
             con.execute("INSERT INTO features.customer_features BY NAME SELECT * REPLACE (as_of::DATE AS as_of) FROM _snapshot_frame")
             # Days this run just wrote stay until the next run, so an old day can be backfilled and scored.
+            # Counted from the newest snapshot that has data (never a day past the newest delivery), so a
+            # stray snapshot dated after the data cannot push the real newest one out.
             con.execute(
                 "DELETE FROM features.customer_features WHERE as_of <= "
-                "(SELECT max(as_of) FROM features.customer_features) - ?::INTEGER AND as_of NOT BETWEEN ? AND ?",
-                [config.retention_days, start, end],
+                "least((SELECT max(as_of) FROM features.customer_features), ?::DATE) - ?::INTEGER "
+                "AND as_of NOT BETWEEN ? AND ?",
+                [newest, config.retention_days, start, end],
             )
 
         con.unregister("_snapshot_frame")

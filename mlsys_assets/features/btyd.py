@@ -291,12 +291,16 @@ def fit_gamma_gamma(
 ) -> GammaGammaParams:
     """Maximum-likelihood Gamma-Gamma parameters, fitted on the customers with x >= 1.
 
-    m_x must be positive for those customers; rows with x = 0 are ignored (their m_x may be NaN).
+    Rows with x = 0 are ignored (their m_x may be NaN). So are repeat buyers whose repeat purchases
+    average $0 (free samples, vouchers): the Gamma distribution has no mass at 0, so they cannot
+    inform the spend distribution; their forecast still follows from the fitted parameters (the
+    conditional expectation is defined for m_x = 0 and shrinks toward it).
     """
     x = _validated_frequency(x)
     m_x = np.asarray(m_x, dtype=float)
     weights = _validated_weights(weights, len(x))
-    rows = _subsample(len(x), max_customers, seed)
+    rows = np.arange(len(x))[_subsample(len(x), max_customers, seed)]
+    rows = rows[(x[rows] == 0) | (np.isfinite(m_x[rows]) & (m_x[rows] > 0))]
     data = _GammaGammaData.build(x[rows], m_x[rows], weights[rows])
     mean_spend = _weighted_sum(data.weight, data.m_x) / data.total_weight
     # Start at p = 1, q = 2, where the population mean p v / (q - 1) equals the observed mean.

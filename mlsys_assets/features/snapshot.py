@@ -14,7 +14,9 @@ from string import Template
 import duckdb
 import pandas as pd
 
-from mlsys_assets.features.btyd import BtydModel
+import numpy as np
+
+from mlsys_assets.features.btyd import fit_bgnbd, fit_gamma_gamma
 
 WINDOWS_DAYS = (30, 90, 180, 365)
 CATEGORICAL_FEATURES = ("country", "acquisition_channel")
@@ -51,23 +53,50 @@ def build_snapshot(con: duckdb.DuckDBPyConnection, as_of_days: list[dt.date], ho
 
 
 def add_btyd_features(frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
-    """BG/NBD + Gamma-Gamma outputs, fitted per as-of day on that day's buyers (NaN for non-buyers)."""
+    """BG/NBD + Gamma-Gamma outputs, fitted per as-of day on that day's buyers.
+
+    Every customer known by the day gets a forecast: a buyer from its own (x, t_x, T, m_x); a customer
+    who signed up but has not bought yet as x = t_x = 0 with T = days since signup (BG/NBD's "no repeat
+    purchase yet"). The columns stay NaN only on a day with too few buyers for a stable fit.
+    """
     for column in BTYD_FEATURES:
         frame[column] = float("nan")
-    for as_of, day in frame.groupby("as_of"):
+    for _, day in frame.groupby("as_of"):
         buyers = day[day["rfm_frequency"].notna()]
         if len(buyers) < 20 or (buyers["rfm_frequency"] > 0).sum() < 10:
             continue  # too little history for a stable fit; CatBoost treats NaN as missing
-        model = BtydModel.fit(
-            buyers["rfm_frequency"].to_numpy(float), buyers["rfm_recency"].to_numpy(float),
-            buyers["rfm_age"].to_numpy(float), buyers["rfm_repeat_spend"].fillna(0).to_numpy(float),
-        )
-        predicted = model.predict(
-            horizon_days, buyers["rfm_frequency"].to_numpy(float), buyers["rfm_recency"].to_numpy(float),
-            buyers["rfm_age"].to_numpy(float), buyers["rfm_repeat_spend"].fillna(0).to_numpy(float),
-        )
-        frame.loc[buyers.index, "btyd_expected_purchases"] = predicted["expected_purchases"].to_numpy()
-        frame.loc[buyers.index, "btyd_expected_spend"] = predicted["expected_spend"].to_numpy()
-        frame.loc[buyers.index, "btyd_p_alive"] = predicted["p_alive"].to_numpy()
-        frame.loc[buyers.index, "btyd_p_no_purchase"] = predicted["p_no_purchase"].to_numpy()
+        known = day[day["rfm_frequency"].notna() | day["days_since_signup"].notna()]
+        x = known["rfm_frequency"].fillna(0).to_numpy(float)
+        t_x = known["rfm_recency"].fillna(0).to_numpy(float)
+        T = known["rfm_age"].fillna(known["days_since_signup"]).clip(lower=0).to_numpy(float)
+        m_x = known["rfm_repeat_spend"].fillna(0).to_numpy(float)
+        bought = known["rfm_frequency"].notna().to_numpy()
+        predicted = _btyd_predictions(horizon_days, x, t_x, T, m_x, bought, known["avg_basket"].to_numpy(float))
+        for column, values in predicted.items():
+            frame.loc[known.index, column] = values
     return frame
+
+
+def _btyd_predictions(
+    horizon_days: int, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, m_x: np.ndarray, bought: np.ndarray,
+    avg_basket: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The four BTYD columns. When the Gamma-Gamma model cannot be used (no repeat buyer with positive
+    spend, or q <= 1: spend too heavy-tailed for a finite mean) spend per purchase is the customer's
+    own average basket (the buyers' mean for those who have not bought), so a shop with whales or
+    free orders still gets a BG/NBD forecast instead of a crash."""
+    bgnbd = fit_bgnbd(x[bought], t_x[bought], T[bought])
+    alive = bgnbd.p_alive(x, t_x, T)
+    purchases = bgnbd.expected_purchases(horizon_days, x, t_x, T)
+    try:
+        gamma_gamma = fit_gamma_gamma(x[bought], m_x[bought])
+        per_purchase = gamma_gamma.conditional_expected_average_spend(x, m_x)
+    except ValueError:
+        basket_mean = float(np.nanmean(avg_basket[bought])) if bought.any() else 0.0
+        per_purchase = np.where(np.isnan(avg_basket), basket_mean, avg_basket)
+    return {
+        "btyd_expected_purchases": purchases,
+        "btyd_expected_spend": purchases * per_purchase,
+        "btyd_p_alive": alive,
+        "btyd_p_no_purchase": bgnbd.p_no_purchase(horizon_days, x, t_x, T),
+    }

@@ -26,7 +26,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from mlsys_assets.contract import FeedFormat
+from mlsys_assets.contract import EXCLUDED_REASON, FeedFormat
 from mlsys_assets.ingest.pii import mask_emails, mask_personal_text, pii_key, register_pii_hash
 from mlsys_assets.ingest.reader import (
     LandingFile,
@@ -36,10 +36,12 @@ from mlsys_assets.ingest.reader import (
     create_staging_tables,
     date_formats_text,
     date_sql,
+    excluded_sql,
+    register_exclusions,
     stage_files,
 )
 from mlsys_assets.metadata import ddl_column_schema, markdown_table, table_columns
-from mlsys_assets.partitions import daily_partitions
+from mlsys_assets.partitions import calendar_refusal, daily_partitions, outside_calendar
 from mlsys_assets.resources import WAREHOUSE_POOL, LandingZone, Warehouse, transaction
 
 SQL_DIR = Path(__file__).parent
@@ -74,6 +76,30 @@ def _stage_all(
             description=f"{exc}\nNothing was written; earlier partitions are unchanged.",
             metadata={"unreadable_files": MetadataValue.json([str(e) for e in exc.errors])},
         ) from exc
+
+
+def _transaction_files(
+    days: list[dt.date], landing: LandingZone
+) -> tuple[list[tuple[dt.date, Path]], list[dt.date], FeedFormat]:
+    """The run's landing files, its days without a file, and the feed format; fails before anything is
+    read when a day is not on the partition calendar (Dagster would fail the run after the write)."""
+    try:
+        available = landing.transaction_files()
+        fmt = landing.formats()["transactions"]
+    except ValueError as exc:
+        raise Failure(description=str(exc)) from exc
+    refusal = calendar_refusal(
+        {day: available[day].name if day in available else f"delivery day {day}" for day in outside_calendar(days)}
+    )
+    if refusal:
+        raise Failure(description=f"{refusal}. Nothing was written.")
+    files = [(day, available[day]) for day in days if day in available]
+    if not files:
+        raise Failure(
+            description=f"no landing file for {days[0]}{' … ' + str(days[-1]) if len(days) > 1 else ''} in "
+            f"{landing.layout.transactions_landing} (expected YYYY-MM-DD.csv or YYYY-MM-DD.parquet)"
+        )
+    return files, [day for day in days if day not in available], fmt
 
 
 def _quarantine_rows(con: duckdb.DuckDBPyConnection, feed: str, checked_table: str, run_id: str) -> None:
@@ -156,7 +182,8 @@ def _schema_check(con: duckdb.DuckDBPyConnection, table: str, declared) -> Asset
     description=(
         "Every valid sale the shop delivered, one daily partition per landing file "
         "(`landing/transactions/YYYY-MM-DD.csv|parquet`). Rows that break the data contract go to "
-        "`raw.quarantine` with file, line, column and reason; the rest of the file still loads. "
+        "`raw.quarantine` with file, line, column and reason, as do rows the mapping excludes (cancelled "
+        "orders, say); the rest of the file still loads. $0 sales load; refunds (negative amounts) are quarantined. "
         "Re-running a day replaces it; duplicate transaction ids load once."
     ),
     metadata={"dagster/column_schema": TRANSACTIONS_SCHEMA, "dagster/table_name": "raw.transactions"},
@@ -166,7 +193,7 @@ def _schema_check(con: duckdb.DuckDBPyConnection, table: str, declared) -> Asset
         AssetCheckSpec("keys", asset=["raw", "transactions"], blocking=True,
                        description="transaction_id, customer_id and event_time are never NULL; transaction_id is unique."),
         AssetCheckSpec("amount_rules", asset=["raw", "transactions"], blocking=True,
-                       description="Amounts are non-negative (refunds are netted upstream) and below the plausibility limit."),
+                       description="Amounts are non-negative (refunds are quarantined) and below the plausibility limit."),
         AssetCheckSpec("reconciliation", asset=["raw", "transactions"], blocking=True,
                        description="Rows loaded + rows quarantined = data lines in each file of the run."),
         AssetCheckSpec("known_customers", asset=["raw", "transactions"],
@@ -178,18 +205,7 @@ def raw_transactions(
 ) -> MaterializeResult:
     window = context.partition_time_window
     days = [window.start.date() + dt.timedelta(days=i) for i in range((window.end - window.start).days)]
-    try:
-        available = landing.transaction_files()
-        fmt = landing.formats()["transactions"]
-    except ValueError as exc:
-        raise Failure(description=str(exc)) from exc
-    files = [(day, available[day]) for day in days if day in available]
-    missing = [day for day in days if day not in available]
-    if not files:
-        raise Failure(
-            description=f"no landing file for {days[0]}{' … ' + str(days[-1]) if len(days) > 1 else ''} in "
-            f"{landing.layout.transactions_landing} (expected YYYY-MM-DD.csv or YYYY-MM-DD.parquet)"
-        )
+    files, missing, fmt = _transaction_files(days, landing)
     landing_root = landing.layout.landing
 
     with warehouse.connect() as con:
@@ -199,9 +215,11 @@ def raw_transactions(
         )
         con.execute("CREATE OR REPLACE TEMP TABLE _delivery_days (day DATE)")
         con.executemany("INSERT INTO _delivery_days VALUES (?)", [[day] for day, _ in files])
+        register_exclusions(con, fmt)
         con.execute(
             _sql_template(
                 "validate_transactions.sql",
+                excluded=excluded_sql(fmt),
                 event_time=date_sql("s.event_time", fmt),
                 amount_text=amount_text_sql(fmt),
                 date_formats=date_formats_text(fmt),
@@ -231,12 +249,14 @@ def raw_transactions(
             con.execute("INSERT INTO raw.quarantine SELECT * FROM _quarantine_rows")
 
         in_run = "delivery_date IN (SELECT day FROM _delivery_days)"
-        loaded, customers = con.execute(
-            f"SELECT count(*), count(DISTINCT customer_id) FROM raw.transactions WHERE {in_run}"
+        loaded, customers, zero_amount = con.execute(
+            f"SELECT count(*), count(DISTINCT customer_id), count(*) FILTER (WHERE amount = 0) "
+            f"FROM raw.transactions WHERE {in_run}"
         ).fetchone()
-        quarantined = con.execute(
-            f"SELECT count(*) FROM raw.quarantine WHERE feed = 'transactions' AND {in_run}"
-        ).fetchone()[0]
+        quarantined, excluded = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE reason = ?) FROM raw.quarantine "
+            f"WHERE feed = 'transactions' AND {in_run}", [EXCLUDED_REASON]
+        ).fetchone()
         null_keys, duplicate_ids = con.execute(
             f"""
             SELECT (SELECT count(*) FROM raw.transactions WHERE {in_run}
@@ -275,6 +295,11 @@ def raw_transactions(
         metadata = {
             "dagster/row_count": loaded,
             "rows_quarantined": quarantined,
+            # Part of rows_quarantined: rows the mapping's `exclude` filter took out (cancelled orders, say).
+            "rows_excluded_by_mapping": excluded,
+            "exclude_filter": fmt.exclude_text() or "none",
+            # Sales of 0.00 are purchases with no spend: they load and count as a purchase day.
+            "zero_amount_rows": zero_amount,
             "customers": customers,
             "files": len(files),
             "partitions": f"{files[0][0]} … {files[-1][0]} ({len(files)} days with a file)",
@@ -346,9 +371,11 @@ def raw_customers(context: AssetExecutionContext, warehouse: Warehouse, landing:
             )
         register_pii_hash(con, pii_key(landing.layout.secrets, context.log))
         staged = _stage_all(con, [LandingFile(p, str(p.relative_to(landing_root))) for p in paths], fmt, "customers")
+        register_exclusions(con, fmt)
         con.execute(
             _sql_template(
                 "validate_customers.sql",
+                excluded=excluded_sql(fmt),
                 signup_date=f"{date_sql('s.signup_date', fmt)}::DATE",
                 date_formats=date_formats_text(fmt),
             )

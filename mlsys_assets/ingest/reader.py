@@ -11,6 +11,9 @@ the files are also scanned as raw lines: a file's accepted rows, in order, are i
 neither blank nor rejected by the parser. Both scans run on one thread so that rows keep file order.
 When a quoted field spans lines that pairing breaks; the file still loads and its rows carry no line
 number (`lines_exact` is false in its summary).
+
+Besides the contract columns, the columns a mapping's `exclude` filter names are staged (as exclude_1,
+...); `excluded_sql` is the SQL that validation and the importer use to take those rows out.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import duckdb
 
-from mlsys_assets.contract import PERSONAL_FIELDS, WHITESPACE, FeedFormat
+from mlsys_assets.contract import EXCLUDED_REASON, PERSONAL_FIELDS, WHITESPACE, FeedFormat
 
 STAGED_COLUMNS = ("source_file", "delivery_date", "line", "original_text")
 REJECT_COLUMNS = ("source_file", "delivery_date", "line", "column_name", "reason", "detail", "original_text")
@@ -105,7 +108,7 @@ def _sql_str(value: str) -> str:
 def create_staging_tables(con: duckdb.DuckDBPyConnection, staged_table: str, rejects_table: str, fmt: FeedFormat) -> None:
     """(Re)create the temp tables `stage_file` appends to."""
     typed = {"delivery_date": "DATE", "line": "BIGINT"}
-    columns = ", ".join(f"{c} {typed.get(c, 'VARCHAR')}" for c in STAGED_COLUMNS + fmt.contract_columns)
+    columns = ", ".join(f"{c} {typed.get(c, 'VARCHAR')}" for c in STAGED_COLUMNS + fmt.staged_columns)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {staged_table} ({columns})")
     reject_columns = ", ".join(f"{c} {typed.get(c, 'VARCHAR')}" for c in REJECT_COLUMNS)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {rejects_table} ({reject_columns})")
@@ -150,6 +153,21 @@ def _resolve_columns(path: Path, fmt: FeedFormat, source_columns: list[str]) -> 
         elif contract_column in fmt.required or contract_column in fmt.columns:
             mapped = f" (mapped to contract column '{contract_column}')" if source != contract_column else ""
             raise LandingFileError(path, f"missing required column '{source}'{mapped}; the header has {source_columns}")
+    return positions | _resolve_exclude_columns(path, fmt, source_columns)
+
+
+def _resolve_exclude_columns(path: Path, fmt: FeedFormat, source_columns: list[str]) -> dict[str, int]:
+    """Staging name (exclude_1, ...) -> 0-based position of each column the mapping's `exclude` filters on."""
+    positions: dict[str, int] = {}
+    for staged, source in zip(fmt.exclude_columns, fmt.exclude):
+        if isinstance(source, int) and 1 <= source <= len(source_columns):
+            positions[staged] = source - 1
+        elif isinstance(source, str) and source in source_columns:
+            positions[staged] = source_columns.index(source)
+        else:
+            raise LandingFileError(
+                path, f"the mapping's 'exclude' filters on column {source!r}, which the file lacks; the header has {source_columns}"
+            )
     return positions
 
 
@@ -285,7 +303,7 @@ def _stage_whitespace(con, layout: _Layout, fmt: FeedFormat, staged_table: str, 
         """
     )
     values = ", ".join(
-        f"fields[{layout.positions[c] + 1}]" if c in layout.positions else "NULL" for c in fmt.contract_columns
+        f"fields[{layout.positions[c] + 1}]" if c in layout.positions else "NULL" for c in fmt.staged_columns
     )
     con.execute(
         f"""
@@ -359,7 +377,7 @@ def _stage_csv(con, layout: _Layout, fmt: FeedFormat, staged_table: str, rejects
     con.execute("CREATE OR REPLACE TEMP TABLE _inexact (filename VARCHAR)")
     if inexact:
         con.executemany("INSERT INTO _inexact VALUES (?)", [[name] for name in inexact])
-    values = ", ".join(f"p.c{positions[c]}" if c in positions else "NULL" for c in fmt.contract_columns)
+    values = ", ".join(f"p.c{positions[c]}" if c in positions else "NULL" for c in fmt.staged_columns)
     reconstructed = ", ".join(f"coalesce(p.{n}, '')" for n in names)
     delimiter = _sql_str(fmt.delimiter)
     con.execute(
@@ -400,7 +418,7 @@ def _stage_parquet(con, layout: _Layout, fmt: FeedFormat, staged_table: str, rej
     columns, positions = layout.source_columns, layout.positions
     values = ", ".join(
         f"CAST({_quote_ident(columns[positions[c]])} AS VARCHAR)" if c in positions else "NULL"
-        for c in fmt.contract_columns
+        for c in fmt.staged_columns
     )
     shown = [f"coalesce(CAST({_quote_ident(name)} AS VARCHAR), '')" for name in columns]
     # Parquet has rows, not lines: the row number (1-based) stands in for the line.
@@ -439,3 +457,28 @@ def amount_text_sql(fmt: FeedFormat, column: str = "s.amount") -> str:
         # "1.234,56": dots group thousands, the comma is the decimal point.
         return f"replace(replace(trim({column}), '.', ''), ',', '.')"
     return f"trim({column})"
+
+
+def register_exclusions(con: duckdb.DuckDBPyConnection, fmt: FeedFormat) -> None:
+    """`_exclude_values(filter_no, label, value)`: the mapping's `exclude` filters, for `excluded_sql`."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _exclude_values (filter_no INTEGER, label VARCHAR, value VARCHAR)")
+    rows = [[i, str(column), value] for i, (column, values) in enumerate(fmt.exclude.items(), 1) for value in values]
+    if rows:
+        con.executemany("INSERT INTO _exclude_values VALUES (?, ?, ?)", rows)
+
+
+def excluded_sql(fmt: FeedFormat, alias: str = "s") -> str:
+    """SQL for a staged row's exclusion: a problem struct (column, reason, detail), or NULL when no filter matches.
+
+    The first matching filter wins; values match after trimming, case-insensitively. The filters' labels
+    and values are read from `_exclude_values` (see register_exclusions) on the same connection.
+    """
+    matches = [
+        f"(SELECT any_value({{'column': x.label, 'reason': '{EXCLUDED_REASON}', "
+        f"'detail': x.label || ' = ''' || trim({alias}.{staged}) || ''''}}) "
+        f"FROM _exclude_values x WHERE x.filter_no = {i} AND x.value = lower(trim({alias}.{staged})))"
+        for i, staged in enumerate(fmt.exclude_columns, 1)
+    ]
+    if not matches:
+        return "NULL::STRUCT(\"column\" VARCHAR, reason VARCHAR, detail VARCHAR)"
+    return matches[0] if len(matches) == 1 else f"coalesce({', '.join(matches)})"

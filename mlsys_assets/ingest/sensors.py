@@ -26,7 +26,7 @@ from dagster import (
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from mlsys_assets.ingest.assets import raw_customers, raw_transactions
-from mlsys_assets.partitions import daily_partitions
+from mlsys_assets.partitions import calendar_refusal, daily_partitions, outside_calendar
 from mlsys_assets.resources import LandingZone
 
 # Both jobs are one quick warehouse step: in-process avoids paying a process start-up per run.
@@ -82,20 +82,19 @@ def landing_sensor(context: SensorEvaluationContext, landing: LandingZone) -> Se
     previous: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
     current: dict[str, list] = {}
     changed_days: dict[dt.date, str] = {}
-    skipped: list[str] = []
     run_requests: list[RunRequest] = []
-    partition_keys = set(daily_partitions.get_partition_keys())
 
     try:
         transaction_files = landing.transaction_files()
     except ValueError as exc:
         return SensorResult(skip_reason=str(exc), cursor=context.cursor)
+    # A day off the calendar is no partition: no run for it, and no cursor entry, so that it is picked up
+    # once the definitions are reloaded with a calendar that holds it.
+    off_calendar = {day: transaction_files.pop(day).name for day in outside_calendar(transaction_files)}
+    refusal = calendar_refusal(off_calendar)
     for day, path in transaction_files.items():
         name = f"transactions/{path.name}"
         current[name] = _fingerprint(path, previous.get(name))
-        if day.isoformat() not in partition_keys:
-            skipped.append(path.name)
-            continue
         if previous.get(name, [None] * 3)[2] != current[name][2]:
             changed_days[day] = current[name][2]
 
@@ -143,12 +142,9 @@ def landing_sensor(context: SensorEvaluationContext, landing: LandingZone) -> Se
             )
         )
 
-    if skipped:
-        context.log.warning(
-            "ignoring %d file(s) outside the partition calendar (starts %s; set MLSYS_PARTITIONS_START): %s",
-            len(skipped), daily_partitions.start.date(), ", ".join(skipped[:10]),
-        )
+    if refusal:
+        context.log.warning(refusal)
     cursor = json.dumps(current, sort_keys=True)
     if not run_requests:
-        return SensorResult(skip_reason="no new or changed landing files", cursor=cursor)
+        return SensorResult(skip_reason=refusal or "no new or changed landing files", cursor=cursor)
     return SensorResult(run_requests=run_requests, cursor=cursor)

@@ -4,6 +4,7 @@ CREATE OR REPLACE TEMP TABLE _checked_customers AS
 WITH typed AS (
     SELECT
         s.*,
+        $excluded AS excluded,
         nullif(trim(s.customer_id), '') AS customer_key,
         $signup_date AS signup_value
     FROM _staged_customers s
@@ -13,6 +14,7 @@ SELECT
     pii_hash(lower(trim(email))) AS email_hash,
     pii_hash(lower(trim(name))) AS name_hash,
     CASE
+        WHEN excluded IS NOT NULL THEN excluded
         WHEN customer_key IS NULL THEN
             {'column': 'customer_id', 'reason': 'missing_value', 'detail': 'customer_id is empty'}
         WHEN nullif(trim(signup_date), '') IS NOT NULL AND signup_value IS NULL THEN

@@ -1,10 +1,13 @@
 -- Type and judge every staged transaction line. A row gets a `problem` (column, reason, detail) or
 -- NULL; the first rule that fails wins, so each bad line is quarantined once with its main defect.
--- $event_time: expression parsing the event_time text; $amount_text: the amount text with '.' decimals.
+-- $event_time: expression parsing the event_time text; $amount_text: the amount text with '.' decimals;
+-- $excluded: the mapping's `exclude` filter (a problem struct or NULL). An excluded row (a cancelled order,
+-- say) is not part of the feed: it is quarantined as excluded_by_mapping and never counts as a duplicate.
 CREATE OR REPLACE TEMP TABLE _checked_transactions AS
 WITH typed AS (
     SELECT
         s.*,
+        $excluded AS excluded,
         nullif(trim(s.customer_id), '') AS customer_key,
         $event_time AS event_ts,
         try_cast($amount_text AS DOUBLE) AS amount_value,
@@ -19,7 +22,7 @@ ranked AS (
         row_number() OVER same_id AS occurrence,
         first_value(typed.source_file || ' line ' || coalesce(typed.line::VARCHAR, '?')) OVER same_id AS first_seen
     FROM typed
-    WINDOW same_id AS (PARTITION BY txn_id ORDER BY delivery_date, line)
+    WINDOW same_id AS (PARTITION BY txn_id, excluded IS NULL ORDER BY delivery_date, line)
 ),
 -- Transactions already stored from deliveries this run does not replace.
 stored AS (
@@ -32,6 +35,7 @@ stored AS (
 SELECT
     ranked.*,
     CASE
+        WHEN excluded IS NOT NULL THEN excluded
         WHEN customer_key IS NULL THEN
             {'column': 'customer_id', 'reason': 'missing_value', 'detail': 'customer_id is empty'}
         WHEN nullif(trim(event_time), '') IS NULL THEN

@@ -9,51 +9,67 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-SPEND_METRICS = ("rmse", "mae", "gini", "top10_capture", "bias_pct")
+SPEND_METRICS = ("rmse", "mae", "gini", "top10_capture", "bias_pct", "abs_bias_pct")
 CHURN_METRICS = ("roc_auc", "pr_auc", "brier", "calibration_error")
 # Direction of each metric: +1 when larger is better.
 HIGHER_IS_BETTER = {
-    "rmse": -1, "mae": -1, "gini": 1, "top10_capture": 1, "bias_pct": -1,
+    "rmse": -1, "mae": -1, "gini": 1, "top10_capture": 1, "bias_pct": -1, "abs_bias_pct": -1,
     "roc_auc": 1, "pr_auc": 1, "brier": -1, "calibration_error": -1,
 }
 
 
-def _gini(actual: np.ndarray, predicted: np.ndarray) -> float:
-    # Ties in the prediction are broken against the model (lowest actual first), so a constant
-    # forecast scores no better than chance.
-    order = np.lexsort((actual, -predicted))
-    cumulative = np.cumsum(actual[order]) / actual.sum()
-    n = len(actual)
+def _tie_averaged(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Actual values in descending order of the prediction, each replaced by its tie group's mean.
+
+    A ranking metric that is linear in the ordered actuals (cumulative sums, the top-k sum) then equals
+    its expected value over a random order within each group of tied predictions: ties are neither
+    broken for nor against the forecast (a constant forecast scores like chance, and a forecast that
+    is zero for most customers is judged on what it does rank).
+    """
+    order = np.argsort(-predicted, kind="stable")
+    ordered, keys = actual[order], predicted[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    sums = np.add.reduceat(ordered, starts)
+    sizes = np.diff(np.r_[starts, len(ordered)])
+    return np.repeat(sums / sizes, sizes)
+
+
+def _gini(ordered_actual: np.ndarray) -> float:
+    cumulative = np.cumsum(ordered_actual) / ordered_actual.sum()
+    n = len(ordered_actual)
     return float(cumulative.sum() / n - (n + 1) / (2 * n))
 
 
 def normalized_gini(actual: np.ndarray, predicted: np.ndarray) -> float:
-    """Gini of the prediction's ranking over the Gini of the perfect ranking (1 = perfect, 0 = random)."""
+    """Gini of the prediction's ranking over the Gini of the perfect ranking (1 = perfect, 0 = random),
+    averaged over the orders of tied predictions."""
     actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
     if actual.sum() <= 0:
         return float("nan")
-    return _gini(actual, predicted) / _gini(actual, actual)
+    return _gini(_tie_averaged(actual, predicted)) / _gini(np.sort(actual)[::-1])
 
 
 def top_share_captured(actual: np.ndarray, predicted: np.ndarray, share: float = 0.1) -> float:
-    """Share of total actual value held by the top `share` of customers ranked by the prediction."""
+    """Share of total actual value held by the top `share` of customers ranked by the prediction
+    (expected value over the orders of tied predictions)."""
     actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
     if actual.sum() <= 0:
         return float("nan")
     k = max(1, int(round(len(actual) * share)))
-    order = np.lexsort((actual, -predicted))
-    return float(actual[order[:k]].sum() / actual.sum())
+    return float(_tie_averaged(actual, predicted)[:k].sum() / actual.sum())
 
 
 def spend_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
+    bias = float(100 * (predicted.sum() - actual.sum()) / actual.sum()) if actual.sum() else float("nan")
     return {
         "rmse": float(np.sqrt(np.mean((predicted - actual) ** 2))),
         "mae": float(np.mean(np.abs(predicted - actual))),
         "gini": normalized_gini(actual, predicted),
         "top10_capture": top_share_captured(actual, predicted, 0.1),
         # Signed: the total forecast against the total that happened, in percent.
-        "bias_pct": float(100 * (predicted.sum() - actual.sum()) / actual.sum()) if actual.sum() else float("nan"),
+        "bias_pct": bias,
+        "abs_bias_pct": abs(bias),
     }
 
 

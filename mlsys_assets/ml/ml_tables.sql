@@ -38,3 +38,20 @@ CREATE TABLE IF NOT EXISTS ml.model_evaluation (
     metric        VARCHAR   NOT NULL,
     value         DOUBLE
 );
+
+-- Columns added after the first release: an older warehouse gets them on the next run.
+ALTER TABLE ml.model_registry ADD COLUMN IF NOT EXISTS kind VARCHAR;      -- catboost, or btyd (BG/NBD + Gamma-Gamma)
+ALTER TABLE ml.model_registry ADD COLUMN IF NOT EXISTS refit_of VARCHAR;  -- the evaluated version this refit repeats
+ALTER TABLE ml.model_evaluation ADD COLUMN IF NOT EXISTS cutoff DATE;     -- the backtest cutoff; NULL = mean over cutoffs
+
+-- Every backtest forecast of a candidate: what it would have said at each cutoff, and what happened.
+CREATE TABLE IF NOT EXISTS ml.backtest_predictions (
+    model       VARCHAR NOT NULL,
+    version     VARCHAR NOT NULL,   -- the refit version the backtest graded
+    cutoff      DATE    NOT NULL,
+    customer_id VARCHAR NOT NULL,
+    actual      DOUBLE,             -- spend or churned in (cutoff, cutoff + H]
+    catboost    DOUBLE,             -- the CatBoost forecast fitted on what was known at the cutoff
+    btyd        DOUBLE,             -- BG/NBD + Gamma-Gamma's forecast
+    candidate   DOUBLE              -- the candidate's forecast: blended and scaled with parameters from the other cutoffs
+);

@@ -62,16 +62,21 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def save_version(
-    models_root: Path, model_name: str, model: CatBoost, card: dict[str, Any], reference: pd.DataFrame | None = None
+    models_root: Path, model_name: str, model: CatBoost | None, card: dict[str, Any], reference: pd.DataFrame | None = None
 ) -> ModelVersion:
-    """Write a new immutable version; its id is the UTC time plus a hash of the model file."""
+    """Write a new immutable version; its id is the UTC time plus a hash of the model file (of the card for
+    a version without one: BG/NBD + Gamma-Gamma, whose forecasts are snapshot columns)."""
     staging = models_root / model_name / f".staging-{os.getpid()}"
     staging.mkdir(parents=True, exist_ok=True)
-    model.save_model(str(staging / "model.cbm"))
+    if model is not None:
+        model.save_model(str(staging / "model.cbm"))
+        digest = hashlib.sha256((staging / "model.cbm").read_bytes()).hexdigest()[:8]
+    else:
+        digest = hashlib.sha256(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()[:8]
     if reference is not None:
         reference.to_parquet(staging / "reference.parquet", index=False)
-    digest = hashlib.sha256((staging / "model.cbm").read_bytes()).hexdigest()[:8]
-    stem = f"{model_name}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{digest}"
+    kind = "" if model is not None else f"{card.get('kind', 'model')}-"
+    stem = f"{model_name}-{kind}{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{digest}"
     # Training is reproducible, so the same model can be saved twice within a second: number the repeat.
     version, repeat = stem, 1
     while (models_root / model_name / version).exists():

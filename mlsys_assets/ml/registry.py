@@ -12,11 +12,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from mlsys_assets.ml.model_store import ModelVersion, write_pointer
+from mlsys_assets.ml.model_store import ModelVersion, pointer_path, save_version, write_pointer
 from mlsys_assets.resources import transaction
 
 ML_TABLES_DDL = (Path(__file__).parent / "ml_tables.sql").read_text()
-STATES = ("candidate", "production", "retired", "rejected")
+# evaluated: the model a backtest fitted at its newest cutoff, kept for lineage; its refit is the candidate.
+STATES = ("candidate", "evaluated", "production", "retired", "rejected")
 
 
 class RegistryError(ValueError):
@@ -35,21 +36,36 @@ def _set_state(con: duckdb.DuckDBPyConnection, model: str, version: str, state: 
     con.execute("INSERT INTO ml.model_state_history VALUES (?, ?, ?, now(), ?)", [model, version, state, reason])
 
 
-def register_candidate(con: duckdb.DuckDBPyConnection, version: ModelVersion, card: dict, run_id: str) -> None:
+def register_candidate(con: duckdb.DuckDBPyConnection, version: ModelVersion, card: dict, run_id: str,
+                       state: str = "candidate", refit_of: str | None = None) -> None:
+    window = card.get("training_window", {})
     con.execute(
         """
-        INSERT INTO ml.model_registry VALUES
-            (?, ?, 'candidate', now(), now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?)
+        INSERT INTO ml.model_registry BY NAME SELECT
+            ? AS model, ? AS version, ? AS state, now() AS state_changed_at, now() AS created_at, ? AS path,
+            ? AS train_as_of_first, ? AS train_as_of_last, ? AS holdout_as_of, ? AS source_partitions,
+            ? AS code_version, ? AS params, ? AS features, ? AS metrics, ? AS run_id, ? AS kind, ? AS refit_of
         """,
         [
-            version.model, version.version, str(version.path),
-            card["training_window"]["first_as_of"], card["training_window"]["last_as_of"],
-            card["holdout_as_of"], card["source_partitions"], card["code_version"],
-            json.dumps(card["params"]), json.dumps(card["features"]), json.dumps(card["metrics"]), run_id,
+            version.model, version.version, state, str(version.path),
+            window.get("first_as_of"), window.get("last_as_of"), card.get("holdout_as_of"),
+            card.get("source_partitions"), card.get("code_version"), json.dumps(card.get("params", {})),
+            json.dumps(card["features"]), json.dumps(card.get("metrics", {})), run_id, card.get("kind", "catboost"),
+            refit_of,
         ],
     )
-    con.execute("INSERT INTO ml.model_state_history VALUES (?, ?, 'candidate', now(), 'trained')",
-                [version.model, version.version])
+    reason = "backtested at the newest cutoff" if state == "evaluated" else (
+        f"refit of {refit_of} on every matured example" if refit_of else "trained")
+    con.execute("INSERT INTO ml.model_state_history VALUES (?, ?, ?, now(), ?)", [version.model, version.version, state, reason])
+
+
+def supersede_unevaluated(con: duckdb.DuckDBPyConnection, model: str, keep: str) -> None:
+    """Candidates that never reached a gate (a run that failed after training) are not left dangling."""
+    stale = [row[0] for row in con.execute(
+        "SELECT version FROM ml.model_registry WHERE model = ? AND state = 'candidate' AND gate_passed IS NULL "
+        "AND version <> ?", [model, keep]).fetchall()]
+    for version in stale:
+        _set_state(con, model, version, "rejected", f"superseded by {keep} before it was evaluated")
 
 
 def production(con: duckdb.DuckDBPyConnection, model: str) -> tuple[str, str] | None:
@@ -69,13 +85,15 @@ def record_gate(con: duckdb.DuckDBPyConnection, model: str, version: str, passed
         _set_state(con, model, version, "rejected", reason)
 
 
-def _write_pointer_from_table(con: duckdb.DuckDBPyConnection, serving_root: Path, reason: str) -> None:
+def write_pointer_from_table(con: duckdb.DuckDBPyConnection, serving_root: Path, reason: str) -> None:
     rows = con.execute("SELECT model, version, path FROM ml.model_registry WHERE state = 'production'").fetchall()
     write_pointer(serving_root, {m: ModelVersion(m, v, Path(p)) for m, v, p in rows}, reason)
 
 
-def promote(con: duckdb.DuckDBPyConnection, serving_root: Path, model: str, version: str, reason: str) -> None:
-    """Make `version` the production version of `model` (the old one retires) and rewrite the pointer."""
+def promote(con: duckdb.DuckDBPyConnection, serving_root: Path, model: str, version: str, reason: str,
+            write: bool = True) -> None:
+    """Make `version` the production version of `model` (the old one retires) and rewrite the pointer
+    (with write=False the caller writes it once for several promotions: `write_pointer_from_table`)."""
     row = con.execute(
         "SELECT state FROM ml.model_registry WHERE model = ? AND version = ?", [model, version]
     ).fetchone()
@@ -92,7 +110,8 @@ def promote(con: duckdb.DuckDBPyConnection, serving_root: Path, model: str, vers
             [current[0] if current else None, model, version],
         )
         _set_state(con, model, version, "production", reason)
-    _write_pointer_from_table(con, serving_root, f"{model} {version}: {reason}")
+    if write:
+        write_pointer_from_table(con, serving_root, f"{model} {version}: {reason}")
 
 
 def rollback(con: duckdb.DuckDBPyConnection, serving_root: Path, model: str) -> tuple[str, str]:
@@ -108,7 +127,7 @@ def rollback(con: duckdb.DuckDBPyConnection, serving_root: Path, model: str) -> 
     with transaction(con):
         _set_state(con, model, current, "retired", f"rolled back to {previous}")
         _set_state(con, model, previous, "production", f"rollback from {current}")
-    _write_pointer_from_table(con, serving_root, f"{model}: rollback from {current} to {previous}")
+    write_pointer_from_table(con, serving_root, f"{model}: rollback from {current} to {previous}")
     return current, previous
 
 
@@ -116,7 +135,33 @@ def list_versions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return con.execute(
         """
         SELECT model, version, state, strftime(state_changed_at, '%Y-%m-%d %H:%M') AS changed,
-               holdout_as_of, gate_passed, gate_reason
-        FROM ml.model_registry ORDER BY model, created_at DESC
+               kind, holdout_as_of, gate_passed, gate_reason
+        FROM ml.model_registry WHERE state <> 'evaluated' ORDER BY model, created_at DESC
         """
     ).df()
+
+
+def ensure_every_target_served(con: duckdb.DuckDBPyConnection, models_root: Path, serving_root: Path,
+                               targets: dict[str, str], horizon_days: int, run_id: str) -> list[str]:
+    """Before any model has been trained, BG/NBD + Gamma-Gamma serves: a shop gets forecasts as soon as it
+    has a snapshot. `targets` maps a model name to its BTYD snapshot column; returns the versions promoted."""
+    promoted = []
+    pointer = pointer_path(serving_root)
+    named = json.loads(pointer.read_text()).get("models", {}) if pointer.exists() else {}
+    for name, column in targets.items():
+        if production(con, name) or name in named:
+            continue
+        card = {"kind": "btyd", "role": "fallback", "features": [column], "categorical_features": [],
+                "params": {"model": "BG/NBD + Gamma-Gamma, fitted per as-of day on that day's buyers"},
+                "training_window": {}, "metrics": {}, "label_window_days": horizon_days, "note": "no model trained yet"}
+        version = save_version(models_root, name, None, card)
+        register_candidate(con, version, version.card(), run_id)
+        record_gate(con, name, version.version, True, "no model trained yet: the classic model serves")
+        promote(con, serving_root, name, version.version, "no model trained yet: BG/NBD + Gamma-Gamma serves", write=False)
+        promoted.append(version)
+    if promoted:
+        # Whatever the pointer already names keeps serving beside the new entries.
+        serving = {m: ModelVersion(m, e["version"], Path(e["path"])) for m, e in named.items()}
+        write_pointer(serving_root, {**serving, **{v.model: v for v in promoted}},
+                      "no model trained yet: BG/NBD + Gamma-Gamma serves")
+    return [v.version for v in promoted]

@@ -26,8 +26,10 @@ import numpy as np
 from pydantic import Field
 
 from mlsys_assets.metadata import ddl_column_schema, markdown_table
+from mlsys_assets.ml import registry
 from mlsys_assets.ml.model_store import NoProductionModelError
 from mlsys_assets.ml.scoring import ProductionModels
+from mlsys_assets.ml.targets import TARGETS
 from mlsys_assets.partitions import daily_partitions, partition_days, recent_days_eager
 from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse, transaction
 
@@ -35,9 +37,15 @@ PREDICTION_TABLES_DDL = (Path(__file__).parent / "prediction_tables.sql").read_t
 CUSTOMER_FEATURES, MODEL_REGISTRY = ["features", "customer_features"], ["ml", "model_registry"]
 CUSTOMER_PREDICTIONS = ["predictions", "customer_predictions"]
 
-def load_production(serving_root: Path) -> ProductionModels:
+def load_production(warehouse: Warehouse, landing: LandingZone, horizon_days: int, run_id: str) -> ProductionModels:
+    """The production models; where nothing has passed a gate yet, BG/NBD + Gamma-Gamma serves."""
+    layout = landing.layout
+    with warehouse.connect() as con:
+        registry.ensure_tables(con)
+        registry.ensure_every_target_served(
+            con, layout.models, layout.serving, {name: t.btyd_column for name, t in TARGETS.items()}, horizon_days, run_id)
     try:
-        return ProductionModels.load(serving_root)
+        return ProductionModels.load(layout.serving)
     except NoProductionModelError as exc:
         raise Failure(description=str(exc)) from exc
 
@@ -66,7 +74,11 @@ def customer_predictions(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, forecast: ForecastSettings
 ) -> MaterializeResult:
     start, end = partition_days(context)
-    models = load_production(landing.layout.serving)
+    models = load_production(warehouse, landing, forecast.horizon_days, context.run_id)
+    trained_for = {m.version.card().get("label_window_days") for m in (models.ltv, models.churn)} - {None}
+    if trained_for and trained_for != {forecast.horizon_days}:
+        raise Failure(description=f"the production models forecast {sorted(trained_for)} days but the horizon is "
+                                  f"{forecast.horizon_days} (MLSYS_HORIZON_DAYS): retrain with it, or set it back")
     with warehouse.connect() as con:
         con.execute(PREDICTION_TABLES_DDL)
         features = con.execute(
