@@ -11,6 +11,8 @@ the environment"), timed, with their output in one log per regime:
   dagster instance concurrency set warehouse 1        (the Makefile's `pool`, once per instance)
   mlsys simulate --regime NAME --future-days H --data-dir D [--customers N]
   mlsys import D/simulation/export.txt --mapping D/simulation/mapping.yaml --data-dir D   (export layouts)
+  D/landing/mapping.yaml excluding status `cancelled`       (daily files with a status column, as
+                                                            docs/data-contract.md tells a user to)
   mlsys ingest; mlsys features; mlsys train; mlsys predict
 
 A failing command stops the regime with the tail of its log. Then the production forecasts of the

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from mlsys_assets.cli import main as mlsys_cli
 from mlsys_assets.ml import registry
-from mlsys_assets.ml.assets import churn_model, ltv_model
 from mlsys_assets.ml.evaluation_assets import _outcome, model_evaluation, model_registry
 from mlsys_assets.ml.gate import KEEP_PRODUCTION, PROMOTE, SERVE_BTYD, GateDecision, gate_decision
 from mlsys_assets.ml.targets import TARGETS
@@ -168,6 +166,12 @@ def test_weak_candidates_are_rejected_and_btyd_serves_their_targets(shop):
     assert _check(weak).passed
     metadata = weak.asset_materializations_for_node("ml__model_registry")[0].metadata
     assert (metadata["ltv_served_by"].value, metadata["churn_served_by"].value) == ("btyd", "btyd")
+    # The evaluation tells its story in the UI: every scorer's backtest means as numbers, each cutoff's gate metrics.
+    evaluation = weak.asset_materializations_for_node("ml__model_evaluation")[0].metadata
+    assert isinstance(evaluation["ltv_gini_candidate"].value, float)
+    assert isinstance(evaluation["churn_roc_auc_bgnbd"].value, float)
+    for cutoff in evaluation["backtest_cutoffs"].value:
+        assert f"| ltv | rmse | {cutoff} |" in evaluation["gate_metrics_by_cutoff"].value
     # Each refit names the version its backtest evaluated.
     for version in _versions(weak).values():
         refit_of = shop.query("SELECT refit_of FROM ml.model_registry WHERE version = ?", [version])[0][0]

@@ -115,6 +115,17 @@ def _wide_table(table: pd.DataFrame) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(v) for v in row) + " |" for row in wide.itertuples(index=False)])
 
 
+def _by_cutoff_table(table: pd.DataFrame) -> str:
+    """The gate's metrics at each cutoff: candidate against BG/NBD + Gamma-Gamma."""
+    gate = {(name, metric) for name, target in TARGETS.items() for metric in target.gate_metrics}
+    rows = table[table["cutoff"].notna() & table["scorer"].isin(["candidate", "bgnbd"])
+                 & [pair in gate for pair in zip(table["model"], table["metric"])]]
+    wide = rows.pivot_table(index=["model", "metric", "cutoff"], columns="scorer", values="value").round(4).reset_index()
+    lines = ["| model | metric | cutoff | candidate | bgnbd |", "|---|---|---|---|---|"]
+    return "\n".join(lines + [f"| {r.model} | {r.metric} | {pd.Timestamp(r.cutoff).date()} | {r.candidate} | {r.bgnbd} |"
+                               for r in wide.itertuples(index=False)])
+
+
 def _headline_metadata(table: pd.DataFrame) -> dict[str, float]:
     """Every scorer's backtest means as numbers, so the UI plots them across retrains."""
     means = table[table["cutoff"].isna() & table["value"].notna()]
@@ -166,6 +177,7 @@ def model_evaluation(
         **_headline_metadata(table),
         "candidates": MetadataValue.json(candidates),
         "metrics": MetadataValue.md(_wide_table(table)),
+        "gate_metrics_by_cutoff": MetadataValue.md(_by_cutoff_table(table)),
         "gains_chart": MetadataValue.md(markdown_image(gains, "gains chart at the newest cutoff")),
         "calibration_chart": MetadataValue.md(markdown_image(calibration, "calibration chart at the newest cutoff")),
         "report_folder": MetadataValue.path(str(folder)),
