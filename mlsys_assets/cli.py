@@ -342,6 +342,33 @@ def _print_registry(root: Path) -> None:
     click.echo(versions.to_string(index=False, max_colwidth=90))
 
 
+def _connect_reader(path: Path):
+    """A read-only connection that waits a few seconds for a writer, then fails with one line naming it."""
+    from mlsys_assets.recovery import WarehouseBusyError, connect_reader
+
+    try:
+        return connect_reader(path)
+    except WarehouseBusyError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+def doctor() -> None:
+    """Free the warehouse from runs whose process died (kill -9, a crash): mark them failed, free their pool slot."""
+    from mlsys_assets.recovery import pool_holders, recover_dead_runs
+    from mlsys_assets.runs import instance
+
+    with instance() as dagster_instance:
+        recovered = recover_dead_runs(dagster_instance)
+        holders = pool_holders(dagster_instance)
+    for line in recovered:
+        click.echo(f"recovered: {line}")
+    for line in holders:
+        click.echo(line)
+    if not recovered:
+        click.echo("all is well: no dead run holds or waits for the warehouse pool")
+
+
 @main.command()
 @data_dir_option
 def status(data_dir: str | None) -> None:
@@ -359,7 +386,7 @@ def sql(query: str, data_dir: str | None) -> None:
     layout = _layout(data_dir)
     if not layout.warehouse.exists():
         raise click.ClickException(f"no warehouse at {layout.warehouse} yet: run `mlsys ingest` first (or `make demo`)")
-    con = duckdb.connect(str(layout.warehouse), read_only=True)
+    con = _connect_reader(layout.warehouse)
     try:
         frame = con.execute(query).df()
     except duckdb.Error as exc:
@@ -396,8 +423,6 @@ def serve(host: str, port: int, data_dir: str | None) -> None:
 
 
 def _print_status(root: Path) -> None:
-    import duckdb
-
     from mlsys_assets.resources import LandingZone
 
     layout = DataLayout(root)
@@ -409,12 +434,18 @@ def _print_status(root: Path) -> None:
         + (f" ({days[0]} … {days[-1]})" if days else "")
         + f"; customer files: {len(landing.customer_files())}"
     )
+    refused = {**{f"transactions/{name}": why for name, why in landing.transaction_refusals().items()},
+               **{f"customers/{name}": why for name, why in landing.customer_refusals().items()}}
+    if refused:
+        click.echo(f"  not ingested: {len(refused):,} landing file(s)")
+        for name, why in refused.items():
+            click.echo(f"      {name}: {why}")
     if not layout.warehouse.exists():
         hint = ("run `mlsys ingest` first" if days else
                 "run `mlsys import FILE` first (or drop daily files into the landing zone), then `mlsys ingest`")
         click.echo(f"Warehouse {layout.warehouse}: not created yet: {hint}")
         return
-    con = duckdb.connect(str(layout.warehouse), read_only=True)
+    con = _connect_reader(layout.warehouse)
     try:
         tables = {f"{s}.{t}" for s, t in con.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall()}
         click.echo(f"Warehouse {layout.warehouse}")

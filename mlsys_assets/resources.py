@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -83,7 +84,11 @@ class Warehouse(ConfigurableResource):
 
 
 class LandingZone(ConfigurableResource):
-    """The landing zone under the data directory, where a business drops its exports."""
+    """The landing zone under the data directory, where a business drops its exports.
+
+    Every entry of the feed folders is either a file to ingest or refused by name with a reason
+    (`transaction_refusals`, `customer_refusals`): nothing there is ignored without a word.
+    """
 
     data_dir: str = Field(description="The data directory (MLSYS_DATA_DIR); landing files live in its landing/ folder.")
 
@@ -95,27 +100,85 @@ class LandingZone(ConfigurableResource):
         return load_mapping(self.layout.mapping_file)
 
     def transaction_files(self) -> dict[dt.date, Path]:
-        """Delivery day -> file, for every `YYYY-MM-DD.csv|parquet` in the transactions folder."""
-        files: dict[dt.date, Path] = {}
+        """Delivery day -> file, for every `YYYY-MM-DD.csv|parquet` in the transactions folder that is a
+        real day, a regular file and the only file of its day (the others: `transaction_refusals`)."""
+        return self._scan_transactions()[0]
+
+    def transaction_refusals(self) -> dict[str, str]:
+        """File name -> why it is not ingested, for every other entry of the transactions folder."""
+        return self._scan_transactions()[1]
+
+    def _scan_transactions(self) -> tuple[dict[dt.date, Path], dict[str, str]]:
         folder = self.layout.transactions_landing
-        if not folder.exists():
-            return files
-        for path in sorted(folder.iterdir()):
-            match = _DAY_FILE.match(path.name)
-            if not match:
+        by_day: dict[dt.date, list[Path]] = {}
+        refused: dict[str, str] = {}
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            problem = _entry_problem(path)
+            day = None
+            if problem is None:
+                day, problem = _day_of(path.name)
+            if problem:
+                refused[path.name] = problem
+            else:
+                by_day.setdefault(day, []).append(path)
+        files: dict[dt.date, Path] = {}
+        for day, paths in by_day.items():
+            if len(paths) == 1:
+                files[day] = paths[0]
                 continue
-            day = dt.date.fromisoformat(match.group(1))
-            if day in files:
-                raise ValueError(f"two landing files for {day}: {files[day].name} and {path.name}; keep one")
-            files[day] = path
-        return files
+            names = " and ".join(p.name for p in paths)
+            for path in paths:
+                refused[path.name] = f"two files for {day} ({names}): keep one; that day is not ingested until then"
+        return dict(sorted(files.items())), dict(sorted(refused.items()))
 
     def customer_files(self) -> list[Path]:
         """Customer exports in name order; a later file's row wins for the same customer."""
         folder = self.layout.customers_landing
-        if not folder.exists():
+        if not folder.is_dir():
             return []
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in LANDING_SUFFIXES and p.is_file())
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in LANDING_SUFFIXES and _entry_problem(p) is None)
+
+    def customer_refusals(self) -> dict[str, str]:
+        """File name -> why it is not ingested, for every other entry of the customers folder."""
+        folder = self.layout.customers_landing
+        refused: dict[str, str] = {}
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            problem = _entry_problem(path)
+            if problem is None and path.suffix.lower() not in LANDING_SUFFIXES:
+                problem = f"unsupported file type '{''.join(path.suffixes) or path.name}'; expected .csv or .parquet"
+            if problem:
+                refused[path.name] = problem
+        return refused
+
+
+def _entry_problem(path: Path) -> str | None:
+    """Why a landing entry cannot be a landing file (never reads a symbolic link's target)."""
+    if path.is_symlink():
+        return f"a symbolic link (to {os.readlink(path)}): refused unread; copy the file into the landing zone"
+    if path.is_dir():
+        return "a directory, not a file"
+    if not path.is_file():
+        return "not a regular file"
+    return None
+
+
+def _day_of(name: str) -> tuple[dt.date | None, str | None]:
+    """The delivery day a transactions file name gives, or why the name is refused."""
+    expected = "expected YYYY-MM-DD.csv or YYYY-MM-DD.parquet"
+    match = _DAY_FILE.match(name)
+    if match:
+        try:
+            return dt.date.fromisoformat(match.group(1)), None
+        except ValueError as exc:
+            return None, f"'{match.group(1)}' is not a calendar day ({exc}); {expected}"
+    lowered = name.lower()
+    if _DAY_FILE.match(lowered):
+        return None, f"the extension must be lower case: rename it to {lowered}"
+    if lowered.endswith((".gz", ".zip", ".bz2", ".xz", ".zst")):
+        return None, f"compressed files are not read: decompress it to {expected}"
+    if lowered.endswith(".importing"):
+        return None, "an unfinished `mlsys import` output (renamed when the import completes)"
+    return None, f"the name is not a delivery day: {expected}"
 
 
 class ForecastSettings(ConfigurableResource):

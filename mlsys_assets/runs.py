@@ -19,6 +19,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from mlsys_assets.definitions import defs
 from mlsys_assets.ingest.sensors import consecutive_ranges
 from mlsys_assets.partitions import calendar_bounds, calendar_refusal, outside_calendar
+from mlsys_assets.recovery import process_tags, recover_dead_runs
 from mlsys_assets.resources import LandingZone, Warehouse
 from mlsys_assets.settings import PARTITIONS_START_SETTING
 
@@ -38,9 +39,13 @@ def _range_tags(start: dt.date, end: dt.date) -> dict[str, str]:
 def run_job(dagster_instance: DagsterInstance, job: JobDefinition, label: str, echo: Echo, tags=None,
             ops_config: dict | None = None) -> ExecuteInProcessResult:
     run_config = {**QUIET_RUN_CONFIG, **({"ops": ops_config} if ops_config else {})}
+    # A run killed earlier (kill -9, a crash) still holds its warehouse pool slot: free it, or this run
+    # would wait for it forever. The process tags let a later command tell that this run's process died.
+    for line in recover_dead_runs(dagster_instance):
+        echo(f"recovered: {line}")
     result = job.execute_in_process(
         instance=dagster_instance, raise_on_error=False, run_config=run_config,
-        tags={"mlsys/trigger": "cli", **(tags or {})},
+        tags={"mlsys/trigger": "cli", **process_tags(), **(tags or {})},
     )
     echo(f"{label}: {'success' if result.success else 'FAILED'} (run {result.run_id})")
     for event in result.all_events:
@@ -65,16 +70,17 @@ def ingest_landing_zone(first: dt.date | None, last: dt.date | None, echo: Echo 
     the others are ingested, and the result is False.
     """
     landing: LandingZone = defs.resources["landing"]
-    try:
-        files = _landing_files(first, last)
-    except ValueError as exc:  # two files for one day
-        echo(str(exc))
-        return False
+    files = _landing_files(first, last)
+    # Entries that are no delivery file (a bad name, a directory, a symlink, two files for a day) block only
+    # themselves: each is named with its reason, the other days ingest, and the command reports failure.
+    entries = landing.transaction_refusals()
+    for name, reason in entries.items():
+        echo(f"not ingested: {name}: {reason}")
     refused = outside_calendar(files)
     if refused:
         echo(calendar_refusal({day: files[day] for day in refused}))
     days = [day for day in files if day not in refused]
-    ok = not refused
+    ok = not refused and not entries
     with instance() as dagster_instance:
         if landing.customer_files():
             ok &= run_job(dagster_instance, defs.resolve_job_def("ingest_customers"), "ingest_customers", echo).success

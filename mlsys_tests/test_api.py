@@ -704,11 +704,11 @@ def test_a_body_over_the_limit_is_413(served: Served, api: httpx.Client):
         response = api.post(path, content=_big_batch_body(), headers={"Content-Type": "application/json"})
         assert response.status_code == 413, (path, response.text)
         assert response.json() == {"detail": "request body too large"}
-    # Refused before authentication: a stranger cannot make the server read a large body either.
+    # A stranger gets 401 before any of the body is read (authentication comes first), not 413.
     with httpx.Client(base_url=served.server.url, timeout=10) as stranger:
         response = stranger.post("/v1/predict/batch", content=_big_batch_body(),
                                  headers={"Content-Type": "application/json"})
-    assert response.status_code == 413
+    assert response.status_code == 401
     # The boundary: exactly the limit is read and answered, one byte more is refused.
     text = json.dumps(payload_of(with_trend(served.snapshot)))
     at_limit = (text + " " * (MAX_BODY_BYTES - len(text))).encode()

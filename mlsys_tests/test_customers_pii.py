@@ -81,7 +81,7 @@ def test_quarantined_customer_rows_keep_text_with_personal_fields_masked(write_c
         (3, "missing_value", ",2024-05-03,FR,seo,***,***"),
         (4, "invalid_date", "c4,03/05/2024,FR,seo,***,***"),
         (5, "future_event", "c5,2099-01-01,DE,ads,***,***"),
-        (6, "malformed_line", "c6,2024-05-06,DE,ads,***,***,extra"),
+        (6, "malformed_line", "c6,2024-05-06,DE,ads,***,***,***"),
     ]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from dagster import DagsterEventType
+
 DAY_1, DAY_2, DAY_3 = "2025-01-01", "2025-01-02", "2025-01-03"
 
 
@@ -42,22 +44,48 @@ def test_changed_file_replaces_only_its_day(write_transactions, ingest_transacti
     assert query("SELECT count(*) FROM raw.quarantine WHERE delivery_date = ?", [DAY_2]) == [(0,)]
 
 
-def test_failed_range_run_leaves_loaded_partitions_as_they_were(
-    data_dir, write_transactions, ingest_transactions, raw_contents, failure_message
+def test_range_run_with_an_unreadable_file_loads_the_other_days_and_fails_naming_it(
+    write_transactions, ingest_transactions, query, instance, failure_message
 ):
     write_transactions(DAY_1, ["t1,c1,2025-01-01,10.00,1", "t2,c1,2025-01-01,abc,1"])
     write_transactions(DAY_2, ["t3,c2,2025-01-02,4.00,1"])
-    ingest_transactions(DAY_1, DAY_2)
-    before = raw_contents()
-    # Day 1 changes too, so a partial write of the failed run would show in its rows.
+    unreadable = write_transactions(DAY_3, ["t4,c2,2025-01-03,5.00,1"])
+    ingest_transactions(DAY_1, DAY_3)
+    day_3_before = day_contents(query, DAY_3)
     write_transactions(DAY_1, ["t6,c1,2025-01-01,1.00,1"])
-    unreadable = data_dir / "landing" / "transactions" / f"{DAY_3}.parquet"
-    unreadable.write_bytes(b"this is not a parquet file")
+    unreadable.write_bytes(b"")
 
     result = ingest_transactions(DAY_1, DAY_3, raise_on_error=False)
 
     assert not result.success
-    assert f"{unreadable}: not a readable Parquet file" in failure_message(result)
+    assert f"{unreadable}: the file is empty" in failure_message(result)
+    # Its own day keeps what it had; the other days of the range load and are recorded as materialized.
+    assert day_contents(query, DAY_3) == day_3_before
+    assert query("SELECT transaction_id, run_id = ? FROM raw.transactions ORDER BY ALL", [result.run_id]) == [
+        ("t3", True), ("t4", False), ("t6", True)
+    ]
+    materialized_in_run = {
+        record.event_log_entry.dagster_event.partition
+        for record in instance.get_records_for_run(result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+    }
+    assert materialized_in_run == {DAY_1, DAY_2}
+
+
+def test_range_run_where_no_file_loads_writes_nothing(
+    data_dir, write_transactions, ingest_transactions, raw_contents, failure_message
+):
+    write_transactions(DAY_1, ["t1,c1,2025-01-01,10.00,1"])
+    ingest_transactions(DAY_1)
+    before = raw_contents()
+    write_transactions(DAY_1, [], header="id;who;when")  # no required column any more
+    unreadable = data_dir / "landing" / "transactions" / f"{DAY_2}.parquet"
+    unreadable.write_bytes(b"this is not a parquet file")
+
+    result = ingest_transactions(DAY_1, DAY_2, raise_on_error=False)
+
+    assert not result.success
+    message = failure_message(result)
+    assert f"{unreadable}: not a readable Parquet file" in message and f"{DAY_1}.csv: missing required column" in message
     assert raw_contents() == before
 
 

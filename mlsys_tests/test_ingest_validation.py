@@ -43,6 +43,10 @@ def materialization_metadata(result) -> dict:
         pytest.param("t9,c9,2025-01-02,5.00,1", "event_time", "future_event", id="event-after-delivery-day"),
         pytest.param("t1,c9,2025-01-01,5.00,1", "transaction_id", "duplicate_id", id="duplicate-id-in-file"),
         pytest.param(b"t9,c\xff9,2025-01-01,5.00,1", "customer_id", "invalid_encoding", id="non-utf8-bytes"),
+        # Values are never changed silently: 1.5 would round to 2, an offset would be dropped.
+        pytest.param("t9,c9,2025-01-01,5.00,1.5", "quantity", "invalid_number", id="fractional-quantity"),
+        pytest.param("t9,c9,2025-01-01T23:30:00-05:00,5.00,1", "event_time", "unsupported_timezone", id="utc-offset"),
+        pytest.param("t9,c9,2025-01-01T09:30:00Z,5.00,1", "event_time", "unsupported_timezone", id="utc-z"),
     ],
 )
 def test_bad_row_is_quarantined_while_valid_rows_load(
@@ -277,3 +281,12 @@ def test_zero_amount_sales_load_count_and_flow_into_customer_daily(
         ("c1", dt.date(2025, 1, 3), 1, Decimal("0.00")),
         ("c2", dt.date(2025, 1, 1), 1, Decimal("0.00")),
     ]
+
+
+def test_whole_quantities_load_unchanged_and_a_fraction_says_why(write_transactions, ingest_transactions, query):
+    write_transactions(DAY, ["t1,c1,2025-01-01,1.00,2.0", "t2,c1,2025-01-01,1.00, 3 ", "t3,c1,2025-01-01,1.00,1.5"])
+
+    ingest_transactions(DAY)
+
+    assert query("SELECT transaction_id, quantity FROM raw.transactions ORDER BY 1") == [("t1", 2), ("t2", 3)]
+    assert query("SELECT detail FROM raw.quarantine") == [("'1.5' is not a whole number: quantity must be a whole number",)]

@@ -3,16 +3,18 @@ the definitions load with every asset in its layer's group and the sensors runni
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DefaultSensorStatus, Definitions, SensorResult, build_sensor_context
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster import AssetKey, DefaultSensorStatus, Definitions, SensorResult, build_sensor_context, materialize
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, RUN_KEY_TAG
 
 import mlsys_assets
 from mlsys_assets.definitions import build_definitions
-from mlsys_assets.ingest.sensors import landing_sensor
+from mlsys_assets.ingest.assets import raw_transactions
+from mlsys_assets.ingest.sensors import MAX_ATTEMPTS, landing_sensor
 from mlsys_assets.resources import LandingZone
 
 DAY = "2025-01-01"
@@ -138,3 +140,101 @@ def test_file_before_the_calendar_does_not_hold_up_the_others(write_transactions
     result = evaluate_sensor()
 
     assert [request.partition_key for request in result.run_requests] == [DAY]
+
+
+def run_request(request, resources, instance):
+    """Execute a sensor's run request as the daemon would: a real run carrying the request's run key."""
+    tags = {**request.tags, RUN_KEY_TAG: request.run_key}
+    return materialize([raw_transactions], resources=resources, instance=instance, tags=tags,
+                       partition_key=request.partition_key, raise_on_error=False)
+
+
+def backlog_with_a_corrupt_day(write_transactions) -> list[str]:
+    """Nine new days (a range run), the fifth of which cannot be read (0 bytes)."""
+    days = [f"2025-01-{day:02d}" for day in range(1, 10)]
+    for day in days:
+        write_transactions(day, [f"t-{day},c1,{day},10.00,1"])
+    write_transactions(days[4], []).write_bytes(b"")
+    return days
+
+
+def test_a_corrupt_file_in_a_backlog_is_retried_and_the_others_are_settled(
+    write_transactions, evaluate_sensor, resources, instance, query
+):
+    days = backlog_with_a_corrupt_day(write_transactions)
+    first = evaluate_sensor()
+    [request] = first.run_requests
+    assert not run_request(request, resources, instance).success
+
+    second = evaluate_sensor(first.cursor)
+
+    # The other eight days loaded; only the corrupt day is requested again, under a new run key.
+    assert [d.isoformat() for (d,) in query("SELECT DISTINCT delivery_date FROM raw.transactions ORDER BY 1")] == [
+        d for d in days if d != days[4]]
+    [retry] = second.run_requests
+    assert retry.partition_key == days[4] and retry.run_key != request.run_key
+    settled = json.loads(second.cursor)["files"]
+    assert sorted(settled) == [f"transactions/{d}.csv" for d in days if d != days[4]]
+
+
+def test_a_day_that_never_loads_stops_being_retried_and_is_named(
+    write_transactions, evaluate_sensor, resources, instance
+):
+    days = backlog_with_a_corrupt_day(write_transactions)
+    result = evaluate_sensor()
+    requested = []
+    while result.run_requests:
+        [request] = result.run_requests
+        requested.append(request.run_key)
+        run_request(request, resources, instance)
+        result = evaluate_sensor(result.cursor)
+
+    assert len(requested) == MAX_ATTEMPTS
+    assert f"transactions/{days[4]}.csv: did not load in {MAX_ATTEMPTS} attempts" in result.skip_reason.skip_message
+    # Fixed content is new content: it is requested again.
+    write_transactions(days[4], [f"t-{days[4]},c1,{days[4]},10.00,1"])
+    assert [r.partition_key for r in evaluate_sensor(result.cursor).run_requests] == [days[4]]
+
+
+def test_a_requested_run_still_pending_is_not_requested_again(write_transactions, evaluate_sensor, resources, instance):
+    write_transactions(DAY, ROWS)
+    first = evaluate_sensor()
+
+    second = evaluate_sensor(first.cursor)
+    run_request(first.run_requests[0], resources, instance)
+    third = evaluate_sensor(second.cursor)
+
+    assert second.run_requests == [] and third.run_requests == []
+    assert json.loads(third.cursor)["files"].keys() == {f"transactions/{DAY}.csv"}
+
+
+BAD_NAMES = {
+    "2024-02-30.csv": "is not a calendar day",
+    "2024-13-01.csv": "is not a calendar day",
+    "2024-07-17.CSV": "rename it to 2024-07-17.csv",
+    "20240717.csv": "the name is not a delivery day",
+    "tx-2024-07-17.csv": "the name is not a delivery day",
+    "2024-07-18.csv.gz": "compressed files are not read",
+}
+
+
+def test_refused_landing_entries_are_named_with_their_reason_and_block_no_other_day(
+    data_dir, write_transactions, evaluate_sensor
+):
+    folder = data_dir / "landing" / "transactions"
+    for name in BAD_NAMES:
+        (folder / name).write_text("transaction_id,customer_id,event_time,amount\n")
+    (folder / "2024-09-02.csv").mkdir()
+    (folder / "2024-09-03.csv").symlink_to("/etc/passwd")
+    write_transactions("2024-09-04", ["t1,c1,2024-09-04,1.00,1"])
+    (folder / "2024-09-04.parquet").write_bytes(b"PAR1")
+
+    refused = evaluate_sensor().skip_reason.skip_message
+
+    for name, reason in {**BAD_NAMES, "2024-09-02.csv": "a directory",
+                         "2024-09-03.csv": "a symbolic link (to /etc/passwd)",
+                         "2024-09-04.parquet": "two files for 2024-09-04"}.items():
+        assert f"transactions/{name}: " in refused and reason in refused.split(f"transactions/{name}: ")[1].split(";")[0]
+    assert "root:" not in refused
+    write_transactions(DAY, ROWS)
+    assert [r.partition_key for r in evaluate_sensor().run_requests] == [DAY]

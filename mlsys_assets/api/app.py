@@ -2,10 +2,17 @@
 
 Settings come from the environment: MLSYS_DATA_DIR, MLSYS_API_TOKEN (required), MLSYS_API_BATCH_LIMIT
 (default 1000 ids), MLSYS_API_MAX_BODY_BYTES (default 1 MiB), MLSYS_API_RELOAD_SECONDS (default 1).
+
+Order of refusals: a protected route without the right bearer token is 401 before any of the body is read
+(BearerGate), then a body over the limit is 413 (BodySizeLimit), then unparseable JSON is 400/422 and a
+schema violation 422 naming the field (lone surrogates, NaN, Infinity, out-of-range numbers, an `as_of`
+more than AS_OF_MAX_YEARS from the online store's day). Every status code a route answers is declared in
+its `responses=` (the OpenAPI schema); a 500 is a bug.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import logging
 import math
@@ -19,9 +26,19 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from mlsys_assets.api.schemas import BatchRequest, BatchResponse, CustomerRequest, FeaturePayload, Prediction
+from mlsys_assets.api.schemas import (
+    AS_OF_MAX_YEARS,
+    BatchRequest,
+    BatchResponse,
+    CustomerRequest,
+    ErrorResponse,
+    FeaturePayload,
+    Prediction,
+    ValidationErrorResponse,
+)
 from mlsys_assets.api.state import ServingState, StateHolder
 
 log = logging.getLogger("mlsys.api")
@@ -84,6 +101,57 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+UNAUTHORIZED_BODY = b'{"detail":"missing or wrong bearer token"}'
+
+
+def bearer_ok(headers: list[tuple[bytes, bytes]], expected_token: bytes) -> bool:
+    """`Authorization: Bearer <token>` (scheme case-insensitive, as HTTPBearer reads it), compared in constant time."""
+    value = dict(headers).get(b"authorization", b"")
+    scheme, _, presented = value.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(presented, expected_token)
+
+
+class BearerGate:
+    """Refuses a protected path without the right token with 401 BEFORE the body is read or parsed: an
+    unauthenticated client learns nothing from schema errors (422) or body limits (413)."""
+
+    def __init__(self, app, protected: set[str], expected_token: bytes):
+        self.app, self.protected, self.expected_token = app, protected, expected_token
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in self.protected and not bearer_ok(
+            scope.get("headers", []), self.expected_token
+        ):
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
+                                    (b"content-length", str(len(UNAUTHORIZED_BODY)).encode())]})
+            return await send({"type": "http.response.body", "body": UNAUTHORIZED_BODY})
+        return await self.app(scope, receive, send)
+
+
+def _error(description: str, model=ErrorResponse) -> dict:
+    return {"model": model, "description": description}
+
+
+# Every status code a route can answer (the OpenAPI schema documents them; a 500 is a bug, not documented).
+BODY_ERRORS = {
+    400: _error("The body is not parseable JSON (bad UTF-8, nesting too deep)."),
+    413: _error("The body is larger than MLSYS_API_MAX_BODY_BYTES (default 1 MiB)."),
+    422: _error("The body breaks the schema; each issue names its field in `loc`.", ValidationErrorResponse),
+}
+AUTH_ERRORS = {401: _error("Missing or wrong `Authorization: Bearer` token (checked before the body is read).")}
+NOT_READY = {503: _error("No production model is being served yet (or the first load failed).")}
+
+
+def _as_of_out_of_range(day: dt.date, served_day: dt.date) -> RequestValidationError | None:
+    if abs((day - served_day).days) <= AS_OF_MAX_YEARS * 366:
+        return None
+    return RequestValidationError([{
+        "loc": ("body", "as_of"), "type": "date_out_of_range",
+        "msg": f"as_of {day} is more than {AS_OF_MAX_YEARS} years from the online store's day {served_day}",
+    }])
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings.from_env()
     holder = StateHolder(settings.serving_root, settings.reload_seconds)
@@ -124,7 +192,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                           horizon_days=state.horizon_days, features_as_of=state.features_as_of,
                           model_versions=state.versions)
 
-    @app.post("/v1/predict", response_model=Prediction, dependencies=[Depends(authorized)])
+    @app.post("/v1/predict", response_model=Prediction, dependencies=[Depends(authorized)],
+              responses={**AUTH_ERRORS, **BODY_ERRORS, **NOT_READY,
+                         404: _error("The customer is not in the online feature store.")})
     async def predict(request: CustomerRequest, state: ServingState = Depends(serving)) -> Prediction:
         found = state.predictions.get(request.customer_id)
         if found is None:
@@ -135,7 +205,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             )
         return answer(state, request.customer_id, *found)
 
-    @app.post("/v1/predict/batch", response_model=BatchResponse, dependencies=[Depends(authorized)])
+    @app.post("/v1/predict/batch", response_model=BatchResponse, dependencies=[Depends(authorized)],
+              responses={**AUTH_ERRORS, **BODY_ERRORS, **NOT_READY,
+                         413: _error("The body is too large, or holds more than MLSYS_API_BATCH_LIMIT ids.")})
     async def predict_batch(request: BatchRequest, state: ServingState = Depends(serving)) -> BatchResponse:
         if len(request.customer_ids) > settings.batch_limit:
             raise HTTPException(status_code=413, detail=f"{len(request.customer_ids)} customer ids: at most "
@@ -149,10 +221,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 predictions.append(answer(state, customer_id, *found))
         return BatchResponse(predictions=predictions, unknown_customer_ids=unknown)
 
-    @app.post("/v1/predict/features", response_model=Prediction, dependencies=[Depends(authorized)])
+    @app.post("/v1/predict/features", response_model=Prediction, dependencies=[Depends(authorized)],
+              responses={**AUTH_ERRORS, **BODY_ERRORS, **NOT_READY})
     async def predict_features(payload: FeaturePayload, state: ServingState = Depends(serving)) -> Prediction:
         row = payload.model_dump()
         day = row.pop("as_of") or state.features_as_of
+        out_of_range = _as_of_out_of_range(day, state.features_as_of)
+        if out_of_range:
+            raise out_of_range
         season = 2 * math.pi * pd.Timestamp(day).dayofyear / 365.25
         row.update(season_sin=math.sin(season), season_cos=math.cos(season))
         frame = pd.DataFrame([row]).astype({k: float for k, v in row.items() if v is None})
@@ -174,7 +250,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             "last_reload_error": holder.last_error,
         }
 
-    @app.get("/v1/models", dependencies=[Depends(authorized)])
+    @app.get("/v1/models", dependencies=[Depends(authorized)], responses={**AUTH_ERRORS, **NOT_READY})
     async def models(state: ServingState = Depends(serving)) -> dict:
         described = {}
         for name, loaded in (("ltv", state.models.ltv), ("churn", state.models.churn)):
@@ -200,7 +276,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Without the offending input: it may not even be JSON-encodable (NaN, Infinity).
+        # Without the offending input: it may not even be JSON-encodable (NaN, Infinity, lone surrogates).
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": errors})
 
@@ -211,7 +287,23 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         return JSONResponse(status_code=500, content={"detail": "internal error; see the server log"},
                             headers={"Connection": "close"})
 
-    return BodySizeLimit(app, settings.max_body_bytes)
+    _document_batch_limit(app, settings.batch_limit)
+    protected = {route.path for route in app.routes if isinstance(route, APIRoute)
+                 and any(dependency.dependency is authorized for dependency in route.dependencies)}
+    return BearerGate(BodySizeLimit(app, settings.max_body_bytes), protected, expected_token)
+
+
+def _document_batch_limit(app: FastAPI, limit: int) -> None:
+    """The batch limit is a setting, not a constant of the model: put it in the OpenAPI schema (maxItems) so
+    clients and schema-driven testers know that more ids than this is a 413."""
+    described = app.openapi
+
+    def openapi_with_the_batch_limit() -> dict:
+        schema = described()
+        schema["components"]["schemas"]["BatchRequest"]["properties"]["customer_ids"]["maxItems"] = limit
+        return schema
+
+    app.openapi = openapi_with_the_batch_limit
 
 
 def app_from_env():

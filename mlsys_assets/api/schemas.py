@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Count = Field(ge=0, le=10_000_000)
 Days = Field(ge=0, le=36_500)
 Money = Field(ge=0, le=1e9)
+# How far `as_of` may lie from the online store's as-of day (enforced by the route: the day is not static).
+AS_OF_MAX_YEARS = 5
+
+
+# Every request string has a length constraint: pydantic-core then refuses text that is not valid Unicode
+# (a lone surrogate such as "\\ud800", which JSON allows but no response can encode) with a 422
+# `string_unicode`; an unconstrained `list[str]` let it through to a 500 when the answer echoed it.
+CustomerId = Annotated[str, Field(min_length=1, max_length=128, examples=["C0000042"])]
+Label = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class CustomerRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    customer_id: str = Field(min_length=1, max_length=128, examples=["C0000042"])
+    customer_id: CustomerId
 
 
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    customer_ids: list[str] = Field(min_length=1, examples=[["C0000042", "C0000043"]])
+    customer_ids: list[CustomerId] = Field(
+        min_length=1, examples=[["C0000042", "C0000043"]],
+        description="At most MLSYS_API_BATCH_LIMIT ids (default 1000); more is a 413.",
+    )
 
 
 class FeaturePayload(BaseModel):
@@ -56,10 +69,19 @@ class FeaturePayload(BaseModel):
     btyd_expected_spend: float | None = Field(default=None, ge=0, le=1e9)
     btyd_p_alive: float | None = Field(default=None, ge=0, le=1)
     btyd_p_no_purchase: float | None = Field(default=None, ge=0, le=1)
-    country: str = Field(default="unknown", min_length=1, max_length=64)
-    acquisition_channel: str = Field(default="unknown", min_length=1, max_length=64)
+    country: Label = "unknown"
+    acquisition_channel: Label = "unknown"
     as_of: dt.date | None = Field(default=None, description="Day the features describe (sets the season features); "
-                                  "default: the online store's as-of day.")
+                                  "default: the online store's as-of day. It must lie within "
+                                  f"{AS_OF_MAX_YEARS} years of that day, otherwise 422.")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: object) -> object:
+        # Lax pydantic reads true/false as 1/0 in number fields; no field of this payload is a boolean.
+        if isinstance(value, bool):
+            raise ValueError("true/false is not a value of this field")
+        return value
 
 
 class Prediction(BaseModel):
@@ -75,3 +97,21 @@ class Prediction(BaseModel):
 class BatchResponse(BaseModel):
     predictions: list[Prediction]
     unknown_customer_ids: list[str]
+
+
+class ErrorResponse(BaseModel):
+    """400 (unparseable body), 401, 404, 413 and 503 answers."""
+
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(description="Where: e.g. [\"body\", \"as_of\"].")
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    """422: the request is well-formed JSON but breaks the schema; each issue names its field."""
+
+    detail: list[ValidationIssue]

@@ -17,6 +17,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetMaterialization,
     BackfillPolicy,
     Config,
     Failure,
@@ -27,7 +28,16 @@ from dagster import (
 from pydantic import Field
 
 from mlsys_assets.contract import EXCLUDED_REASON, FeedFormat
-from mlsys_assets.ingest.pii import mask_emails, mask_personal_text, pii_key, register_pii_hash
+from mlsys_assets.ingest.pii import (
+    EMAIL_SQL_PATTERN,
+    LocalKeyRefused,
+    clear_positions,
+    email_like_columns,
+    mask_emails,
+    mask_quarantined_line,
+    pii_key,
+    register_pii_hash,
+)
 from mlsys_assets.ingest.reader import (
     LandingFile,
     LandingFilesError,
@@ -39,6 +49,7 @@ from mlsys_assets.ingest.reader import (
     excluded_sql,
     register_exclusions,
     stage_files,
+    stage_readable_files,
 )
 from mlsys_assets.metadata import ddl_column_schema, markdown_table, table_columns
 from mlsys_assets.partitions import calendar_refusal, daily_partitions, outside_calendar
@@ -80,9 +91,11 @@ def _stage_all(
 
 def _transaction_files(
     days: list[dt.date], landing: LandingZone
-) -> tuple[list[tuple[dt.date, Path]], list[dt.date], FeedFormat]:
-    """The run's landing files, its days without a file, and the feed format; fails before anything is
-    read when a day is not on the partition calendar (Dagster would fail the run after the write)."""
+) -> tuple[list[tuple[dt.date, Path]], list[dt.date], FeedFormat, dict[str, str]]:
+    """The run's landing files, its days without a file, the feed format and the run's refused files
+    (path -> reason: a day whose only entries the landing zone refuses, e.g. two files for the day);
+    fails before anything is read when a day is not on the partition calendar (Dagster would fail the
+    run after the write)."""
     try:
         available = landing.transaction_files()
         fmt = landing.formats()["transactions"]
@@ -93,13 +106,61 @@ def _transaction_files(
     )
     if refusal:
         raise Failure(description=f"{refusal}. Nothing was written.")
+    folder = landing.layout.transactions_landing
+    refused = {
+        str(folder / name): reason for name, reason in landing.transaction_refusals().items()
+        if _named_day(name) in days and _named_day(name) not in available and not name.endswith(".importing")
+    }
+    refused_days = {_named_day(Path(path).name) for path in refused}
     files = [(day, available[day]) for day in days if day in available]
-    if not files:
+    if not files and not refused:
         raise Failure(
             description=f"no landing file for {days[0]}{' … ' + str(days[-1]) if len(days) > 1 else ''} in "
-            f"{landing.layout.transactions_landing} (expected YYYY-MM-DD.csv or YYYY-MM-DD.parquet)"
+            f"{folder} (expected YYYY-MM-DD.csv or YYYY-MM-DD.parquet)"
         )
-    return files, [day for day in days if day not in available], fmt
+    return files, [day for day in days if day not in available and day not in refused_days], fmt, refused
+
+
+def _named_day(name: str) -> dt.date | None:
+    """The day a landing entry's name starts with (`2024-09-02.csv`, `2024-09-02.CSV`), if any."""
+    try:
+        return dt.date.fromisoformat(name[:10]) if name[10:11] == "." else None
+    except ValueError:
+        return None
+
+
+def _stage_transactions(
+    con: duckdb.DuckDBPyConnection, files: list[tuple[dt.date, Path]], refused: dict[str, str], fmt: FeedFormat,
+    landing_root: Path,
+) -> tuple[list[StagedFile], dict[str, str]]:
+    """Stage every readable file; return them with the run's files that cannot load (path -> problem).
+    Fails, before anything is written, when no file of the run can load."""
+    create_staging_tables(con, "_staged_transactions", "_rejects_transactions", fmt)
+    landing_files = [LandingFile(path, str(path.relative_to(landing_root)), day) for day, path in files]
+    staged, errors = stage_readable_files(con, landing_files, fmt, "_staged_transactions", "_rejects_transactions")
+    unloadable = {**refused, **{str(e.path): e.problem for e in errors}}
+    if not staged:
+        lines = "\n- ".join(f"{path}: {problem}" for path, problem in sorted(unloadable.items()))
+        raise Failure(
+            description=f"{len(unloadable)} landing file(s) cannot be read:\n- {lines}\n"
+            "Nothing was written; earlier partitions are unchanged.",
+            metadata={"unreadable_files": MetadataValue.json(sorted(f"{p}: {m}" for p, m in unloadable.items()))},
+        )
+    return staged, unloadable
+
+
+def _fail_unloaded_days(context: AssetExecutionContext, unloadable: dict[str, str], loaded_days: list[dt.date],
+                        metadata: dict) -> None:
+    """The run's other days loaded: record them as materialized, one event per day, then fail naming each
+    file that did not load (its day keeps what it had, and the landing sensor retries it)."""
+    for day in loaded_days:
+        context.log_event(AssetMaterialization(asset_key=context.asset_key, partition=day.isoformat(), metadata=metadata))
+    lines = "\n- ".join(f"{path}: {problem}" for path, problem in sorted(unloadable.items()))
+    raise Failure(
+        description=f"{len(unloadable)} landing file(s) cannot be read, their days are unchanged:\n- {lines}\n"
+        f"The run's other {len(loaded_days)} day(s) loaded ({loaded_days[0]} … {loaded_days[-1]}).",
+        metadata={"unreadable_files": MetadataValue.json(sorted(f"{p}: {m}" for p, m in unloadable.items()))},
+    )
 
 
 def _quarantine_rows(con: duckdb.DuckDBPyConnection, feed: str, checked_table: str, run_id: str) -> None:
@@ -119,12 +180,16 @@ def _quarantine_rows(con: duckdb.DuckDBPyConnection, feed: str, checked_table: s
     )
 
 
-def _mask_personal_fields(rows: pd.DataFrame, staged: list[StagedFile], fmt: FeedFormat) -> pd.DataFrame:
-    """Quarantined customer lines keep their text, with personal fields and e-mail-like text masked."""
-    positions = {s.file.source_name: s.personal_positions for s in staged}
+def _mask_personal_fields(
+    con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, staged: list[StagedFile], fmt: FeedFormat
+) -> pd.DataFrame:
+    """Quarantined customer lines keep only their clear contract fields readable (pii.mask_quarantined_line):
+    personal, extra and unmapped fields and e-mail-like text are masked; a shifted line keeps only its id."""
+    files = {s.file.source_name: (s.personal_positions, clear_positions(con, s.file.path, fmt)) for s in staged}
+    unknown = ((), ((), 0, None))  # a row from no staged file: mask every field
     rows["original_text"] = [
-        mask_personal_text(text, fmt.delimiter, positions.get(name, ()))
-        for text, name in zip(rows["original_text"], rows["source_file"])
+        mask_quarantined_line(text, fmt.delimiter, *files.get(name, unknown), reason)
+        for text, name, reason in zip(rows["original_text"], rows["source_file"], rows["reason"])
     ]
     rows["detail"] = [mask_emails(detail) for detail in rows["detail"]]
     return rows
@@ -198,6 +263,8 @@ def _schema_check(con: duckdb.DuckDBPyConnection, table: str, declared) -> Asset
                        description="Rows loaded + rows quarantined = data lines in each file of the run."),
         AssetCheckSpec("known_customers", asset=["raw", "transactions"],
                        description="Warns when transactions name customers missing from raw.customers (they still load)."),
+        AssetCheckSpec("no_personal_data", asset=["raw", "transactions"], blocking=True,
+                       description="No e-mail address in clear in any text column of any warehouse table."),
     ],
 )
 def raw_transactions(
@@ -205,14 +272,13 @@ def raw_transactions(
 ) -> MaterializeResult:
     window = context.partition_time_window
     days = [window.start.date() + dt.timedelta(days=i) for i in range((window.end - window.start).days)]
-    files, missing, fmt = _transaction_files(days, landing)
+    files, missing, fmt, refused = _transaction_files(days, landing)
     landing_root = landing.layout.landing
 
     with warehouse.connect() as con:
         con.execute(RAW_TABLES_DDL)
-        staged = _stage_all(
-            con, [LandingFile(path, str(path.relative_to(landing_root)), day) for day, path in files], fmt, "transactions"
-        )
+        staged, unloadable = _stage_transactions(con, files, refused, fmt, landing_root)
+        files = sorted((s.file.delivery_date, s.file.path) for s in staged)  # the days that load
         con.execute("CREATE OR REPLACE TEMP TABLE _delivery_days (day DATE)")
         con.executemany("INSERT INTO _delivery_days VALUES (?)", [[day] for day, _ in files])
         register_exclusions(con, fmt)
@@ -226,9 +292,15 @@ def raw_transactions(
                 decimal_separator=fmt.decimal_separator,
                 max_amount=config.max_amount,
                 max_late_days=config.max_late_days,
-            )
+            ),
+            [EMAIL_SQL_PATTERN] * 2,
         )
         _quarantine_rows(con, "transactions", "_checked_transactions", context.run_id)
+        # Extra columns of a bad line (an `email` column, say) are masked like customers' (pii.py).
+        masked = _mask_personal_fields(con, con.execute("SELECT * FROM _quarantine_rows").df(), staged, fmt)
+        con.register("_masked_quarantine", masked)
+        con.execute("CREATE OR REPLACE TEMP TABLE _quarantine_rows AS SELECT * FROM _masked_quarantine")
+        con.unregister("_masked_quarantine")
 
         with transaction(con):
             con.execute("DELETE FROM raw.transactions WHERE delivery_date IN (SELECT day FROM _delivery_days)")
@@ -291,6 +363,7 @@ def raw_transactions(
                     "note": "no customers export loaded" if not customer_rows else "checked against raw.customers",
                 },
             ),
+            _no_personal_data(con),
         ]
         metadata = {
             "dagster/row_count": loaded,
@@ -324,8 +397,26 @@ def raw_transactions(
                 [s.file.source_name for s in staged if not s.lines_exact]
             ),
             "table_rows_total": con.execute("SELECT count(*) FROM raw.transactions").fetchone()[0],
+            # Files of the run that did not load (their days are unchanged), and every landing entry refused.
+            "unreadable_files": MetadataValue.json(sorted(f"{p}: {m}" for p, m in unloadable.items())),
+            "landing_refusals": MetadataValue.json(
+                [f"{name}: {reason}" for name, reason in landing.transaction_refusals().items()]),
         }
+    if unloadable:
+        _fail_unloaded_days(context, unloadable, [day for day, _ in files], metadata)
     return MaterializeResult(metadata=metadata, check_results=check_results)
+
+
+def _no_personal_data(con: duckdb.DuckDBPyConnection, check_name: str = "no_personal_data") -> AssetCheckResult:
+    """Scans every VARCHAR column of every table of the warehouse, one column at a time
+    (pii.email_like_columns); the metadata names the columns, never the values."""
+    found = email_like_columns(con)
+    return AssetCheckResult(
+        check_name=check_name,
+        passed=not found,
+        metadata={"rows_with_an_email_address": sum(found.values()),
+                  "columns_with_an_email_address": MetadataValue.json(found)},
+    )
 
 
 @asset(
@@ -336,7 +427,9 @@ def raw_transactions(
     description=(
         "The shop's customers from `landing/customers/*.csv|parquet` (optional: without it the first "
         "purchase stands in for signup). E-mail and name are replaced by keyed hashes (HMAC-SHA256, key "
-        "from MLSYS_PII_KEY) and never stored in clear. A later file's row wins for the same customer."
+        "from MLSYS_PII_KEY; a shop that is not simulated refuses the local key unless "
+        "MLSYS_ALLOW_LOCAL_PII_KEY=1) and never stored in clear; a line with an e-mail in a clear column is "
+        "quarantined as `personal_data`. A later file's row wins for the same customer."
     ),
     metadata={"dagster/column_schema": CUSTOMERS_SCHEMA, "dagster/table_name": "raw.customers"},
     check_specs=[
@@ -345,7 +438,7 @@ def raw_transactions(
         AssetCheckSpec("keys", asset=["raw", "customers"], blocking=True,
                        description="customer_id is never NULL and unique."),
         AssetCheckSpec("no_personal_data", asset=["raw", "customers"], blocking=True,
-                       description="No column of raw.customers or the customer quarantine holds an e-mail address."),
+                       description="No VARCHAR column of any table of the warehouse holds an e-mail address."),
         AssetCheckSpec("reconciliation", asset=["raw", "customers"], blocking=True,
                        description="Rows loaded + superseded + quarantined = data lines in the customer files."),
     ],
@@ -365,11 +458,15 @@ def raw_customers(context: AssetExecutionContext, warehouse: Warehouse, landing:
                 check_results=[
                     _schema_check(con, "raw.customers", CUSTOMERS_SCHEMA),
                     AssetCheckResult(check_name="keys", passed=True),
-                    AssetCheckResult(check_name="no_personal_data", passed=True),
+                    _no_personal_data(con),
                     AssetCheckResult(check_name="reconciliation", passed=True, metadata={"files_checked": 0}),
                 ],
             )
-        register_pii_hash(con, pii_key(landing.layout.secrets, context.log))
+        try:
+            simulated = (landing.layout.simulation / "ground_truth.parquet").exists()
+            register_pii_hash(con, pii_key(landing.layout.secrets, context.log, simulated=simulated))
+        except LocalKeyRefused as exc:
+            raise Failure(description=f"{exc} Nothing was written.") from exc
         staged = _stage_all(con, [LandingFile(p, str(p.relative_to(landing_root))) for p in paths], fmt, "customers")
         register_exclusions(con, fmt)
         con.execute(
@@ -378,11 +475,12 @@ def raw_customers(context: AssetExecutionContext, warehouse: Warehouse, landing:
                 excluded=excluded_sql(fmt),
                 signup_date=f"{date_sql('s.signup_date', fmt)}::DATE",
                 date_formats=date_formats_text(fmt),
-            )
+            ),
+            [EMAIL_SQL_PATTERN] * 3,
         )
 
         _quarantine_rows(con, "customers", "_checked_customers", context.run_id)
-        masked_quarantine = _mask_personal_fields(con.execute("SELECT * FROM _quarantine_rows").df(), staged, fmt)
+        masked_quarantine = _mask_personal_fields(con, con.execute("SELECT * FROM _quarantine_rows").df(), staged, fmt)
 
         with transaction(con):
             con.execute("DELETE FROM raw.customers")
@@ -407,21 +505,13 @@ def raw_customers(context: AssetExecutionContext, warehouse: Warehouse, landing:
         null_or_duplicate = con.execute(
             "SELECT count(*) - count(DISTINCT customer_id) + count(*) FILTER (WHERE customer_id IS NULL) FROM raw.customers"
         ).fetchone()[0]
-        email_like = con.execute(
-            """SELECT count(*) FROM (SELECT * FROM raw.customers) c
-               WHERE regexp_matches(concat_ws('|', COLUMNS(*)), '[^\\s|,;]+@[^\\s|,;]+\\.[a-z]{2,}')"""
-        ).fetchone()[0] + con.execute(
-            """SELECT count(*) FROM raw.quarantine WHERE feed = 'customers'
-               AND regexp_matches(concat_ws('|', original_text, detail), '[^\\s|,;]+@[^\\s|,;]+\\.[a-z]{2,}')"""
-        ).fetchone()[0]
         data_lines = sum(s.data_lines for s in staged)
         superseded = valid_rows - loaded
         check_results = [
             _schema_check(con, "raw.customers", CUSTOMERS_SCHEMA),
             AssetCheckResult(check_name="keys", passed=null_or_duplicate == 0,
                              metadata={"null_or_duplicate_ids": null_or_duplicate}),
-            AssetCheckResult(check_name="no_personal_data", passed=email_like == 0,
-                             metadata={"rows_with_an_email_address": email_like}),
+            _no_personal_data(con),
             AssetCheckResult(
                 check_name="reconciliation",
                 passed=loaded + superseded + quarantined == data_lines,
@@ -441,13 +531,20 @@ def raw_customers(context: AssetExecutionContext, warehouse: Warehouse, landing:
             ),
             "by_channel": markdown_table(
                 con,
-                """SELECT coalesce(acquisition_channel, '(unknown)') AS acquisition_channel, count(*) AS customers
+                # Masked again here: metadata lands in Dagster's event log, outside the warehouse's guard.
+                """SELECT regexp_replace(coalesce(acquisition_channel, '(unknown)'), ?, '***', 'g') AS acquisition_channel,
+                          count(*) AS customers
                    FROM raw.customers GROUP BY ALL ORDER BY customers DESC""",
+                [EMAIL_SQL_PATTERN],
             ),
             "preview": markdown_table(
                 con,
-                """SELECT customer_id, signup_date, country, acquisition_channel, left(email_hash, 12) || '…' AS email_hash
+                """SELECT regexp_replace(customer_id, ?, '***', 'g') AS customer_id, signup_date,
+                          regexp_replace(country, ?, '***', 'g') AS country,
+                          regexp_replace(acquisition_channel, ?, '***', 'g') AS acquisition_channel,
+                          left(email_hash, 12) || '…' AS email_hash
                    FROM raw.customers ORDER BY customer_id LIMIT 5""",
+                [EMAIL_SQL_PATTERN] * 3,
             ),
         }
     return MaterializeResult(metadata=metadata, check_results=check_results)

@@ -72,7 +72,9 @@ def import_transactions(export: Path, fmt: FeedFormat, layout: DataLayout, repla
 def _stage_export(con: duckdb.DuckDBPyConnection, export: Path, fmt: FeedFormat) -> None:
     """`dated`: the export's rows with their parsed event time and exclusion; `rejects`: its unparseable lines."""
     create_staging_tables(con, "staged", "rejects", fmt)
-    stage_files(con, [LandingFile(export, export.name)], fmt, "staged", "rejects")
+    # The export is named on the command line, so a symbolic link to it is followed (in the landing zone
+    # a link is refused unread).
+    stage_files(con, [LandingFile(export.resolve(), export.name)], fmt, "staged", "rejects")
     register_exclusions(con, fmt)
     con.execute(
         f"""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,8 @@ def _day_sql(day: dt.date | None) -> str:
 def _header_fields(path: Path, fmt: FeedFormat) -> list[str]:
     with path.open("rb") as handle:
         first = handle.readline()
+    if b"\r" in first.rstrip(b"\r\n"):
+        raise LandingFileError(path, "lines end in a lone carriage return (CR); save it with LF or CRLF line endings")
     try:
         text = first.decode("utf-8-sig" if fmt.encoding == "utf-8" else fmt.encoding).rstrip("\r\n")
     except UnicodeDecodeError as exc:
@@ -174,8 +177,12 @@ def _resolve_exclude_columns(path: Path, fmt: FeedFormat, source_columns: list[s
 def _inspect(file: LandingFile, fmt: FeedFormat, con: duckdb.DuckDBPyConnection) -> tuple[str, tuple[str, ...]]:
     """The file's kind and columns; raises LandingFileError when it cannot be read at all."""
     path = file.path
+    if path.is_symlink():  # refused unread: its target's content must never reach a message or a table
+        raise LandingFileError(path, f"a symbolic link (to {os.readlink(path)}): refused unread; copy the file in")
     if not path.exists():
         raise LandingFileError(path, "file not found")
+    if not path.is_file():
+        raise LandingFileError(path, "a directory, not a file" if path.is_dir() else "not a regular file")
     if path.stat().st_size == 0:
         raise LandingFileError(path, "the file is empty (0 bytes); a day without data is a file with only the header line")
     suffix = path.suffix.lower()
@@ -200,7 +207,21 @@ def stage_files(
 
     `staged_table` has STAGED_COLUMNS followed by the feed's contract columns, all VARCHAR (NULL for a
     column a file does not have); `rejects_table` has REJECT_COLUMNS (see create_staging_tables).
-    Raises LandingFilesError, before staging anything, when any file cannot be read.
+    Raises LandingFilesError naming every file that cannot be read (the staging tables are then partial).
+    """
+    staged, errors = stage_readable_files(con, files, fmt, staged_table, rejects_table)
+    if errors:
+        raise LandingFilesError(errors)
+    return staged
+
+
+def stage_readable_files(
+    con: duckdb.DuckDBPyConnection, files: list[LandingFile], fmt: FeedFormat, staged_table: str, rejects_table: str
+) -> tuple[list[StagedFile], list[LandingFileError]]:
+    """Stage every file that can be read; return them with one error per file that cannot.
+
+    A file that fails only when parsed (random bytes after a valid header, say) does not take the
+    others down: when a layout's one statement fails, its files are staged one by one.
     """
     layouts: dict[tuple, _Layout] = {}
     errors: list[LandingFileError] = []
@@ -213,23 +234,47 @@ def stage_files(
             layout.files.append(file)
         except LandingFileError as exc:
             errors.append(exc)
-    if errors:
-        raise LandingFilesError(errors)
-
+    readable = [f for layout in layouts.values() for f in layout.files]
     con.execute("CREATE OR REPLACE TEMP TABLE _files (filename VARCHAR, source_name VARCHAR, delivery_date DATE)")
-    con.executemany(
-        "INSERT INTO _files VALUES (?, ?, ?)", [[str(f.path), f.source_name, f.delivery_date] for f in files]
-    )
+    if readable:
+        con.executemany(
+            "INSERT INTO _files VALUES (?, ?, ?)", [[str(f.path), f.source_name, f.delivery_date] for f in readable]
+        )
     staged: list[StagedFile] = []
     threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
     con.execute("SET threads = 1")
     try:
         for layout in layouts.values():
-            stage = {"csv": _stage_csv, "whitespace": _stage_whitespace, "parquet": _stage_parquet}[layout.kind]
-            staged += stage(con, layout, fmt, staged_table, rejects_table)
+            staged += _stage_layout(con, layout, fmt, staged_table, rejects_table, errors)
     finally:
         con.execute(f"SET threads = {int(threads)}")
+    return staged, errors
+
+
+def _stage_layout(con, layout: _Layout, fmt: FeedFormat, staged_table: str, rejects_table: str,
+                  errors: list[LandingFileError]) -> list[StagedFile]:
+    """Stage a layout in one statement; when that fails, file by file, appending the failures to `errors`."""
+    stage = {"csv": _stage_csv, "whitespace": _stage_whitespace, "parquet": _stage_parquet}[layout.kind]
+    try:
+        return stage(con, layout, fmt, staged_table, rejects_table)
+    except duckdb.Error as exc:
+        _unstage(con, layout.files, staged_table, rejects_table)
+        if len(layout.files) == 1:
+            problem = str(exc).splitlines()[0][:200]
+            errors.append(LandingFileError(layout.files[0].path, f"cannot be parsed as {layout.kind} ({problem})"))
+            return []
+    staged: list[StagedFile] = []
+    for file in layout.files:
+        single = _Layout(layout.kind, layout.source_columns, layout.positions, [file])
+        staged += _stage_layout(con, single, fmt, staged_table, rejects_table, errors)
     return staged
+
+
+def _unstage(con, files: list[LandingFile], staged_table: str, rejects_table: str) -> None:
+    """Take back whatever a failed statement staged of these files."""
+    names = [f.source_name for f in files]
+    for table in (staged_table, rejects_table):
+        con.execute(f"DELETE FROM {table} WHERE list_contains(?, source_file)", [names])
 
 
 def _file_list_sql(layout: _Layout) -> str:

@@ -1,4 +1,5 @@
 -- Type and judge every staged customer line; see validate_transactions.sql for the conventions.
+-- Bound parameters: the e-mail pattern, 3 times (pii.EMAIL_SQL_PATTERN).
 -- Personal fields are hashed here (pii_hash is a Python UDF keyed by MLSYS_PII_KEY) and never stored in clear.
 CREATE OR REPLACE TEMP TABLE _checked_customers AS
 WITH typed AS (
@@ -17,6 +18,13 @@ SELECT
         WHEN excluded IS NOT NULL THEN excluded
         WHEN customer_key IS NULL THEN
             {'column': 'customer_id', 'reason': 'missing_value', 'detail': 'customer_id is empty'}
+        -- A shifted or dirty line can carry an e-mail (and the name next to it) into a clear column: the
+        -- line is quarantined (masked), never loaded. `?` is the e-mail pattern, bound by the caller.
+        WHEN regexp_matches(concat_ws(' ', customer_key, country, acquisition_channel), ?) THEN
+            {'column': CASE WHEN regexp_matches(coalesce(customer_key, ''), ?) THEN 'customer_id'
+                            WHEN regexp_matches(coalesce(country, ''), ?) THEN 'country'
+                            ELSE 'acquisition_channel' END,
+             'reason': 'personal_data', 'detail': 'an e-mail address in a column that is stored in clear'}
         WHEN nullif(trim(signup_date), '') IS NOT NULL AND signup_value IS NULL THEN
             {'column': 'signup_date', 'reason': 'invalid_date',
              'detail': 'cannot parse ''' || signup_date || ''' as $date_formats'}

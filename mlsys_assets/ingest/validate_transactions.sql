@@ -11,7 +11,12 @@ WITH typed AS (
         nullif(trim(s.customer_id), '') AS customer_key,
         $event_time AS event_ts,
         try_cast($amount_text AS DOUBLE) AS amount_value,
-        try_cast(trim(s.quantity) AS INTEGER) AS quantity_value,
+        -- Only a whole number is a quantity: casting '1.5' to INTEGER would round it to 2.
+        CASE WHEN regexp_full_match(trim(s.quantity), '[+-]?[0-9]+(\.0*)?')
+             THEN try_cast(try_cast(trim(s.quantity) AS DOUBLE) AS INTEGER) END AS quantity_value,
+        -- An event time with a UTC offset or zone ('…T23:30:00-05:00', '…Z') would lose it when typed.
+        regexp_matches(trim(s.event_time), '[0-9]:[0-9]{2}(:[0-9]{2}(\.[0-9]*)?)?\s*([zZ]|UTC|GMT|[+-][0-9]{2}(:?[0-9]{2})?)$$')
+            AS has_timezone,
         coalesce(nullif(trim(s.transaction_id), ''),
                  'L' || strftime(s.delivery_date, '%Y%m%d') || '-' || s.line) AS txn_id
     FROM _staged_transactions s
@@ -38,8 +43,15 @@ SELECT
         WHEN excluded IS NOT NULL THEN excluded
         WHEN customer_key IS NULL THEN
             {'column': 'customer_id', 'reason': 'missing_value', 'detail': 'customer_id is empty'}
+        -- Ids are stored in clear: an e-mail there (an export keyed by e-mail) must never reach a table.
+        WHEN regexp_matches(concat_ws(' ', customer_key, txn_id), ?) THEN
+            {'column': CASE WHEN regexp_matches(customer_key, ?) THEN 'customer_id' ELSE 'transaction_id' END,
+             'reason': 'personal_data', 'detail': 'an e-mail address in a column that is stored in clear'}
         WHEN nullif(trim(event_time), '') IS NULL THEN
             {'column': 'event_time', 'reason': 'missing_value', 'detail': 'event_time is empty'}
+        WHEN has_timezone THEN
+            {'column': 'event_time', 'reason': 'unsupported_timezone',
+             'detail': '''' || event_time || ''' carries a UTC offset or time zone; event times are local shop time without one'}
         WHEN event_ts IS NULL THEN
             {'column': 'event_time', 'reason': 'invalid_date',
              'detail': 'cannot parse ''' || event_time || ''' as $date_formats'}
@@ -49,7 +61,7 @@ SELECT
             {'column': 'amount', 'reason': 'invalid_number',
              'detail': '''' || amount || ''' is not a number (decimal separator ''$decimal_separator'')'}
         WHEN nullif(trim(quantity), '') IS NOT NULL AND quantity_value IS NULL THEN
-            {'column': 'quantity', 'reason': 'invalid_number', 'detail': '''' || quantity || ''' is not a whole number'}
+            {'column': 'quantity', 'reason': 'invalid_number', 'detail': '''' || quantity || ''' is not a whole number: quantity must be a whole number'}
         WHEN quantity_value < 1 THEN
             {'column': 'quantity', 'reason': 'out_of_range', 'detail': 'quantity ' || quantity_value || ' is below 1'}
         WHEN amount_value < 0 THEN
