@@ -35,8 +35,8 @@ from mlsys_assets.ml.backtest import (
     choose_postprocessing,
     cutoff_days,
     leave_one_out_forecasts,
+    matured_by,
     run_backtest,
-    train_days,
 )
 from mlsys_assets.ml.charts import importance_chart, markdown_image
 from mlsys_assets.ml.model_store import ModelVersion, save_version
@@ -310,8 +310,7 @@ def _train(context: AssetExecutionContext, target: Target, config: ModelConfig, 
     metrics = {"backtest": mean, "by_cutoff": by_cutoff, "holdout": by_cutoff[str(cutoffs[-1])]}
     layout = landing.layout
     # The evaluated version: the configuration fitted at the newest cutoff (what the backtest graded last).
-    evaluated_train = sample[sample["as_of"].dt.date.isin(train_days(sorted(sample["as_of"].dt.date.unique()),
-                                                                     cutoffs[-1], horizon))]
+    evaluated_train = matured_by(sample, cutoffs[-1], horizon)
     _stamp(fitted[cutoffs[-1]], spec, evaluated_train)
     evaluated = save_version(layout.models, target.name, fitted[cutoffs[-1]],
                              _card(spec, fitted[cutoffs[-1]], evaluated_train, post, metrics, lineage, context, "evaluated"))

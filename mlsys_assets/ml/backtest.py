@@ -49,6 +49,11 @@ def train_days(grid: list[dt.date], cutoff: dt.date, horizon_days: int) -> list[
     return [day for day in grid if day + dt.timedelta(days=horizon_days) <= cutoff]
 
 
+def matured_by(examples: pd.DataFrame, cutoff: dt.date, horizon_days: int) -> pd.DataFrame:
+    """The examples whose label window ended by the cutoff (the rule of `train_days`, on a frame)."""
+    return examples[examples["as_of"] + pd.Timedelta(days=horizon_days) <= pd.Timestamp(cutoff)]
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A CatBoost configuration for one target."""
@@ -81,9 +86,8 @@ def run_backtest(spec: ModelSpec, sample: pd.DataFrame, tests: pd.DataFrame, cut
     Returns one row per (cutoff, customer) with the actual value, the CatBoost forecast and the classic
     one, and the model fitted at each cutoff."""
     parts, models = [], {}
-    horizon = pd.Timedelta(days=horizon_days)
     for cutoff in cutoffs:
-        train = sample[sample["as_of"] + horizon <= pd.Timestamp(cutoff)]
+        train = matured_by(sample, cutoff, horizon_days)
         test = tests[tests["as_of"] == pd.Timestamp(cutoff)]
         model = spec.fit(train)
         forecaster = spec.forecaster(model)

@@ -30,6 +30,7 @@ from mlsys_assets.ml.assets import (
     reference_sample,
     upstream_metadata,
 )
+from mlsys_assets.ml.backtest import matured_by
 from mlsys_assets.ml.baselines import baseline_forecasts
 from mlsys_assets.ml.charts import calibration_chart, gains_chart, markdown_image
 from mlsys_assets.ml.gate import SERVE_BTYD, GateDecision, gate_decision
@@ -50,7 +51,7 @@ def _cutoff_frames(warehouse: Warehouse, cutoffs: list[dt.date], horizon: int):
         known = con.execute("SELECT as_of, churned, tx_30, tx_90, tx_180, tx_365 FROM ml.training_examples").df()
     for cutoff in cutoffs:
         stamp = pd.Timestamp(cutoff)
-        yield cutoff, tests[tests["as_of"] == stamp], known[known["as_of"] + pd.Timedelta(days=horizon) <= stamp]
+        yield cutoff, tests[tests["as_of"] == stamp], matured_by(known, cutoff, horizon)
 
 
 def _backtest_forecasts(warehouse: Warehouse, versions: dict[str, str]) -> pd.DataFrame:
@@ -197,27 +198,24 @@ class PromotionGateConfig(Config):
 
 def _btyd_version(context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, name: str,
                   metrics: pd.DataFrame, lineage: dict) -> ModelVersion:
-    """A servable BG/NBD + Gamma-Gamma version of one target: its forecasts are snapshot columns (refitted
-    for every as-of day), so the version is a card and the monitoring reference, without a model file."""
+    """A servable BG/NBD + Gamma-Gamma version of one target (registry.btyd_card), with this backtest's
+    lineage and the classic model's own metrics, and the monitoring reference."""
     target = TARGETS[name]
     cutoffs = [dt.date.fromisoformat(day) for day in lineage["backtest_cutoffs"]]
     sample, tests = load_examples(warehouse, REFERENCE_ROWS, cutoffs)
     newest = tests[tests["as_of"] == pd.Timestamp(cutoffs[-1])]
     mine = metrics[(metrics["model"] == name) & (metrics["scorer"] == "bgnbd")]
+    at = {"backtest": mine["cutoff"].isna(), "holdout": mine["cutoff"] == pd.Timestamp(cutoffs[-1])}
     days = sorted(sample["as_of"].dt.date.unique())
-    card = {
-        "kind": "btyd", "role": "fallback", "target": target.label,
-        "features": [target.btyd_column], "categorical_features": [],
-        "params": {"model": "BG/NBD + Gamma-Gamma, fitted per as-of day on that day's buyers (features/snapshot.py)"},
-        "training_window": {"first_as_of": str(days[0]), "last_as_of": str(days[-1])},
-        "holdout_as_of": str(cutoffs[-1]), "backtest_cutoffs": [str(c) for c in cutoffs],
-        "label_window_days": lineage.get("label_window_days"), "source_partitions": lineage.get("source_partitions"),
-        "metrics": {"backtest": dict(zip(mine.loc[mine["cutoff"].isna(), "metric"], mine.loc[mine["cutoff"].isna(), "value"])),
-                    "holdout": dict(zip(mine.loc[mine["cutoff"] == pd.Timestamp(cutoffs[-1]), "metric"],
-                                        mine.loc[mine["cutoff"] == pd.Timestamp(cutoffs[-1]), "value"]))},
-        "code_version": code_version(), "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "dagster_run_id": context.run_id,
-    }
+    card = registry.btyd_card(
+        name, lineage.get("label_window_days"),
+        training_window={"first_as_of": str(days[0]), "last_as_of": str(days[-1])},
+        holdout_as_of=str(cutoffs[-1]), backtest_cutoffs=[str(c) for c in cutoffs],
+        source_partitions=lineage.get("source_partitions"),
+        metrics={key: dict(zip(mine.loc[rows, "metric"], mine.loc[rows, "value"])) for key, rows in at.items()},
+        code_version=code_version(), trained_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+        dagster_run_id=context.run_id,
+    )
     reference = reference_sample(sample, target.btyd_forecast(sample[target.btyd_column]), newest,
                                  target.btyd_forecast(newest[target.btyd_column]), list(FEATURES), target.label, 7)
     return save_version(landing.layout.models, name, None, card, reference)
@@ -284,7 +282,7 @@ def _apply_gate(context, config, warehouse, landing, candidates, metrics, lineag
             elif outcome == "keep":
                 outcome = "rejected; production keeps serving"
             decisions.append((name, version, outcome, reason))
-        if any(p[2] in ("promote",) or p[4] is not None for p in plans):
+        if any(p[2] == "promote" or p[4] is not None for p in plans):
             registry.write_pointer_from_table(con, landing.layout.serving, "; ".join(f"{d[0]}: {d[2]}" for d in decisions))
     return decisions
 
@@ -293,8 +291,10 @@ def _loadable(landing: LandingZone, warehouse: Warehouse, cutoffs: list[dt.date]
     """Problems of the production pointer: both targets must load and score the newest cutoff's rows."""
     try:
         models = ProductionModels.load(landing.layout.serving)
-        _, tests = load_examples(warehouse, 1, cutoffs[-1:])
-        scores = models.score(tests.head(100))
+        with warehouse.connect(read_only=True) as con:
+            newest = con.execute("SELECT * FROM ml.training_examples WHERE as_of = ? ORDER BY customer_id LIMIT 100",
+                                 [cutoffs[-1]]).df()
+        scores = models.score(newest)
         if not np.isfinite(scores[["predicted_spend", "churn_probability"]].to_numpy()).all():
             return ["the production models give non-finite forecasts"]
     except Exception as exc:  # the check must report, not crash, whatever is wrong with the files

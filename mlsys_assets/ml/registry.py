@@ -13,6 +13,7 @@ import duckdb
 import pandas as pd
 
 from mlsys_assets.ml.model_store import ModelVersion, pointer_path, save_version, write_pointer
+from mlsys_assets.ml.targets import TARGETS
 from mlsys_assets.resources import transaction
 
 ML_TABLES_DDL = (Path(__file__).parent / "ml_tables.sql").read_text()
@@ -141,20 +142,27 @@ def list_versions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     ).df()
 
 
+def btyd_card(name: str, horizon_days: int | None, **lineage) -> dict:
+    """The card of a servable BG/NBD + Gamma-Gamma version: its forecasts are the snapshot's btyd_* column
+    (refitted for every as-of day), so a version is this card (and a monitoring reference), no model file."""
+    target = TARGETS[name]
+    return {"kind": "btyd", "role": "fallback", "target": target.label, "features": [target.btyd_column],
+            "categorical_features": [], "label_window_days": horizon_days, "training_window": {}, "metrics": {},
+            "params": {"model": "BG/NBD + Gamma-Gamma, fitted per as-of day on that day's buyers (features/snapshot.py)"},
+            **lineage}
+
+
 def ensure_every_target_served(con: duckdb.DuckDBPyConnection, models_root: Path, serving_root: Path,
-                               targets: dict[str, str], horizon_days: int, run_id: str) -> list[str]:
+                               horizon_days: int, run_id: str) -> list[str]:
     """Before any model has been trained, BG/NBD + Gamma-Gamma serves: a shop gets forecasts as soon as it
-    has a snapshot. `targets` maps a model name to its BTYD snapshot column; returns the versions promoted."""
+    has a snapshot. Returns the versions promoted."""
     promoted = []
     pointer = pointer_path(serving_root)
     named = json.loads(pointer.read_text()).get("models", {}) if pointer.exists() else {}
-    for name, column in targets.items():
+    for name in TARGETS:
         if production(con, name) or name in named:
             continue
-        card = {"kind": "btyd", "role": "fallback", "features": [column], "categorical_features": [],
-                "params": {"model": "BG/NBD + Gamma-Gamma, fitted per as-of day on that day's buyers"},
-                "training_window": {}, "metrics": {}, "label_window_days": horizon_days, "note": "no model trained yet"}
-        version = save_version(models_root, name, None, card)
+        version = save_version(models_root, name, None, btyd_card(name, horizon_days, note="no model trained yet"))
         register_candidate(con, version, version.card(), run_id)
         record_gate(con, name, version.version, True, "no model trained yet: the classic model serves")
         promote(con, serving_root, name, version.version, "no model trained yet: BG/NBD + Gamma-Gamma serves", write=False)

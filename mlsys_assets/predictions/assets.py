@@ -29,7 +29,6 @@ from mlsys_assets.metadata import ddl_column_schema, markdown_table
 from mlsys_assets.ml import registry
 from mlsys_assets.ml.model_store import NoProductionModelError
 from mlsys_assets.ml.scoring import ProductionModels
-from mlsys_assets.ml.targets import TARGETS
 from mlsys_assets.partitions import daily_partitions, partition_days, recent_days_eager
 from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse, transaction
 
@@ -42,8 +41,7 @@ def load_production(warehouse: Warehouse, landing: LandingZone, horizon_days: in
     layout = landing.layout
     with warehouse.connect() as con:
         registry.ensure_tables(con)
-        registry.ensure_every_target_served(
-            con, layout.models, layout.serving, {name: t.btyd_column for name, t in TARGETS.items()}, horizon_days, run_id)
+        registry.ensure_every_target_served(con, layout.models, layout.serving, horizon_days, run_id)
     try:
         return ProductionModels.load(layout.serving)
     except NoProductionModelError as exc:
