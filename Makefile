@@ -50,13 +50,15 @@ demo: pool demo-reset
 	$(BIN)/mlsys ingest
 	$(BIN)/mlsys features
 	$(BIN)/mlsys train
-	$(BIN)/mlsys predict
-	$(BIN)/mlsys monitor
+	@# Four weeks of history for the report index's trend charts: every day scored (one range run), the
+	@# reports of every 7th day (a day's four reports take ~7 s; the newest day is always one of them).
+	$(BIN)/mlsys predict --days 28
+	$(BIN)/mlsys monitor --days 28 --every 7
 	@echo
 	@echo "Next:"
-	@echo "  reports      -> $(MLSYS_DATA_DIR)/reports/index.html (Evidently, opens offline)"
-	@echo "  make ui      -> http://127.0.0.1:3000 (assets, runs, checks, evaluation charts, monitoring reports)"
-	@echo "  the API      -> export MLSYS_API_TOKEN=demo-token; make serve   (then see README: curl examples)"
+	@echo "  reports      -> $(MLSYS_DATA_DIR)/reports/index.html (models, gate history, trends, Evidently reports; offline)"
+	@echo "  make ui      -> http://127.0.0.1:3000 (assets, runs, checks, model metrics); report links open on :3001"
+	@echo "  the API      -> export MLSYS_API_TOKEN=demo-token; make serve   (docs at http://127.0.0.1:8000/docs, offline)"
 	@echo "  SQL          -> $(BIN)/mlsys sql \"SELECT * FROM predictions.retention_targets ORDER BY priority LIMIT 10\""
 
 # A new simulated shop makes the previous demo's warehouse, models and reports meaningless; a data
@@ -77,8 +79,25 @@ ingest: pool
 test: install
 	$(BIN)/python -m pytest $(TEST_ARGS)
 
+# Only the real-browser tests (Debian's chromium, offline): the report index, its dashboard, every report,
+# the API's /docs and /redoc, the Dagster UI's ml/model_evaluation page. `make test` runs them too.
+.PHONY: browser-test
+browser-test: install
+	$(BIN)/python -m pytest mlsys_tests/test_browser.py -n 0
+
+# The report server runs beside the UI so that the report links in asset metadata open (MLSYS_REPORTS_URL,
+# default http://127.0.0.1:3001). In a session of its own, Ctrl+C in the UI does not reach it: the trap
+# stops its process group when `dagster dev` ends. A taken port (`make reports` running) is a one-line
+# error from the report server, and the UI starts anyway.
 ui: pool
+	@setsid $(BIN)/mlsys reports serve & reports=$$!; \
+	trap 'kill -- -$$reports 2>/dev/null' EXIT; \
 	$(BIN)/dagster dev --host 127.0.0.1 --port 3000
+
+# Only the monitoring reports over HTTP (what `make ui` starts beside the UI).
+.PHONY: reports
+reports: install
+	$(BIN)/mlsys reports serve
 
 serve: install
 	@test -n "$$MLSYS_API_TOKEN" || { echo "set MLSYS_API_TOKEN first, e.g.: export MLSYS_API_TOKEN=\$$(openssl rand -hex 16)"; exit 1; }

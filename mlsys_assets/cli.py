@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from mlsys_assets.settings import DataLayout, data_dir
+from mlsys_assets.settings import DEFAULT_REPORTS_PORT, DataLayout, data_dir
 
 
 # Dagster flags APIs it may still change (backfill policies, pools); that is for developers, not CLI users.
@@ -188,11 +188,14 @@ def train(min_history_days: int | None, grid_step_days: int | None, backtest_cut
 
 @main.command()
 @horizon_option
-def predict(horizon: int | None) -> None:
-    """Score every customer as of the newest snapshot, write the action list, export the online store."""
-    from mlsys_assets.runs import score_newest_day
+@click.option("--days", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Score the N days up to the newest snapshot (one range run, snapshots built as needed).")
+def predict(horizon: int | None, days: int) -> None:
+    """Score every customer as of the newest snapshot (or of the last --days days), write the action list,
+    export the online store."""
+    from mlsys_assets.runs import score_recent_days
 
-    newest = score_newest_day(echo=click.echo)
+    newest = score_recent_days(echo=click.echo, days=days)
     if newest is None:
         sys.exit(1)
     layout = DataLayout(data_dir())
@@ -210,11 +213,16 @@ def predict(horizon: int | None) -> None:
 
 
 @main.command()
-def monitor() -> None:
-    """Run the Evidently reports for the newest prediction day and react to any alert like the sensor does."""
-    from mlsys_assets.runs import monitor_newest_day
+@click.option("--days", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Report on the scored days among the N days up to the newest prediction day (one run per day).")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --days: every K-th day, counted back from the newest (a day's four reports take ~7 s).")
+def monitor(days: int, every: int) -> None:
+    """Run the Evidently reports for the newest prediction day (or several: --days, --every) and react to any
+    alert like the sensor does."""
+    from mlsys_assets.runs import monitor_recent_days
 
-    ok, retrained = monitor_newest_day(echo=click.echo)
+    ok, retrained = monitor_recent_days(echo=click.echo, days=days, every=every)
     if retrained:
         _print_registry(data_dir())
     index = DataLayout(data_dir()).reports / "index.html"
@@ -226,7 +234,7 @@ def monitor() -> None:
 
 @main.group()
 def reports() -> None:
-    """Monitoring reports kept in the warehouse."""
+    """Monitoring reports: rebuild one from the warehouse, serve the folder over HTTP."""
 
 
 @reports.command(name="render")
@@ -246,6 +254,23 @@ def reports_render(report_id: str, out: Path | None, data_dir: str | None) -> No
         raise click.ClickException(f"no report {report_id!r} in monitoring.reports")
     target = render_html(row[0], out or Path(row[1]))
     click.echo(f"wrote {target}")
+
+
+@reports.command(name="serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=DEFAULT_REPORTS_PORT, show_default=True)
+@data_dir_option
+def reports_serve(host: str, port: int, data_dir: str | None) -> None:
+    """Serve data/reports/ over HTTP, read-only, for the report links in the Dagster UI.
+
+    `make ui` starts it beside the UI; MLSYS_REPORTS_URL (default http://127.0.0.1:3001) is where the links
+    point."""
+    from mlsys_assets.reports_server import ReportsServerError, serve as serve_reports
+
+    try:
+        serve_reports(_layout(data_dir).reports, host, port, echo=click.echo)
+    except ReportsServerError as error:
+        raise click.ClickException(str(error)) from error
 
 
 @main.group()

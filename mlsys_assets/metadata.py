@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import duckdb
 from dagster import MetadataValue, TableColumn, TableSchema
+
+from mlsys_assets.settings import reports_url
 
 
 def markdown_table(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence | None = None) -> MetadataValue:
@@ -49,3 +52,9 @@ def ddl_column_schema(ddl: str, qualified_table: str) -> TableSchema:
         if len(parts) >= 2:
             columns.append((parts[0], " ".join(parts[1:]), comment.strip()))
     return column_schema(columns)
+
+
+def report_link(path: Path, reports_root: Path) -> MetadataValue:
+    """A clickable link (in the UI) to a file below data/reports/, as served by `mlsys reports serve`."""
+    relative = Path(path).resolve().relative_to(Path(reports_root).resolve()).as_posix()
+    return MetadataValue.url(f"{reports_url()}/{relative}")

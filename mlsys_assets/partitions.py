@@ -15,12 +15,14 @@ from mlsys_assets.settings import PARTITIONS_START_SETTING, partitions_start, pa
 
 # Whether the calendar's start came from the setting (for the refusal's advice).
 _START_SETTING = partitions_start_setting()
-# end_offset=1 admits today's delivery: a shop may drop today's file before the day is over.
-daily_partitions = DailyPartitionsDefinition(start_date=partitions_start().isoformat(), end_offset=1)
+# The last partition is yesterday (UTC), the last day that is over: "Latest" in the UI then names a day a
+# shop can have delivered, and today's partition is not shown missing all day. A file dated today waits
+# (named in the landing sensor's skip reason) and loads from tomorrow on.
+daily_partitions = DailyPartitionsDefinition(start_date=partitions_start().isoformat())
 
 
 def calendar_bounds() -> tuple[dt.date, dt.date]:
-    """The calendar's first and last day (today, UTC)."""
+    """The calendar's first and last day (yesterday, UTC)."""
     return daily_partitions.start.date(), dt.date.fromisoformat(daily_partitions.get_last_partition_key())
 
 
@@ -52,8 +54,8 @@ def calendar_refusal(names: Mapping[dt.date, str]) -> str | None:
         parts.append(f"{len(early)} landing day(s) ({_listed(names, early)}) predate the partition calendar, which "
                      f"starts at {first} ({origin}): not ingested; {fix}")
     if late:
-        parts.append(f"{len(late)} landing day(s) ({_listed(names, late)}) are dated after today ({last}), the "
-                     "calendar's last day: not ingested")
+        parts.append(f"{len(late)} landing day(s) ({_listed(names, late)}) are not over yet: the calendar's last "
+                     f"day is {last} (yesterday, UTC); not ingested now, the landing sensor loads a day once it is over")
     return "; ".join(parts) or None
 
 
@@ -63,10 +65,22 @@ def partition_days(context: AssetExecutionContext) -> tuple[dt.date, dt.date]:
     return window.start.date(), window.end.date() - dt.timedelta(days=1)
 
 
-# Follow upstream updates of the last few days, once every blocking check upstream passed. Plain eager()
-# looks at the newest partition only, which (end_offset=1) is today's, while deliveries carry yesterday.
-recent_days_eager = (
-    AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
-    & AutomationCondition.in_latest_time_window(lookback_delta=dt.timedelta(days=3))
+# eager() without its latest-window restriction, and without its reaction to the first evaluation: when
+# automation first looks at an instance (the daemon's first tick after `make demo`, or after this condition
+# changed), what is there was built on purpose, so only what changes from then on starts runs. Re-deliveries
+# of older days flow on too: customer_daily must reflect every raw partition. A failed blocking check
+# upstream holds a partition back.
+flow_on_new_data = (
+    ((AutomationCondition.newly_missing() | AutomationCondition.any_deps_updated())
+     & ~AutomationCondition.initial_evaluation()).since_last_handled()
+    & ~AutomationCondition.any_deps_missing()
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
     & AutomationCondition.all_deps_blocking_checks_passed()
-)
+).with_label("on new data")
+
+# The same for the daily outputs (snapshots, predictions, reports), limited to the last few days: a
+# re-delivery of an old day rebuilds customer_daily, not two years of snapshots and reports.
+recent_days_eager = (
+    AutomationCondition.in_latest_time_window(lookback_delta=dt.timedelta(days=3)) & flow_on_new_data
+).with_label("on new data, last 3 days")

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
-from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, JobDefinition
+from dagster import AssetCheckEvaluation, AssetKey, DagsterInstance, ExecuteInProcessResult, JobDefinition
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from mlsys_assets.definitions import defs
 from mlsys_assets.ingest.sensors import consecutive_ranges
+from mlsys_assets.monitoring.report_index import refresh_index
 from mlsys_assets.partitions import calendar_bounds, calendar_refusal, outside_calendar
 from mlsys_assets.recovery import process_tags, recover_dead_runs
 from mlsys_assets.resources import LandingZone, Warehouse
@@ -56,6 +57,22 @@ def run_job(dagster_instance: DagsterInstance, job: JobDefinition, label: str, e
     return result
 
 
+def check_line(evaluation: AssetCheckEvaluation) -> str:
+    """`check <asset> <check>: passed`, or `FAILED (<severity>)` with one line saying why: the result's own
+    description, else what the check asserts."""
+    line = f"check {evaluation.asset_key.to_user_string()} {evaluation.check_name}: "
+    if evaluation.passed:
+        return line + "passed"
+    why = evaluation.description or defs.resolve_asset_graph().get_check_spec(evaluation.asset_check_key).description
+    return line + f"FAILED ({evaluation.severity.value})" + (f" — {' '.join(why.split())}" if why else "")
+
+
+def echo_checks(result: ExecuteInProcessResult, echo: Echo) -> None:
+    """Every asset check the run evaluated, one line each, so a failed WARN check is never silent."""
+    for evaluation in result.get_asset_check_evaluations():
+        echo(f"  {check_line(evaluation)}")
+
+
 def _landing_files(first: dt.date | None, last: dt.date | None) -> dict[dt.date, str]:
     """Delivery day -> landing file name, for the days in [first, last]."""
     landing: LandingZone = defs.resources["landing"]
@@ -83,10 +100,14 @@ def ingest_landing_zone(first: dt.date | None, last: dt.date | None, echo: Echo 
     ok = not refused and not entries
     with instance() as dagster_instance:
         if landing.customer_files():
-            ok &= run_job(dagster_instance, defs.resolve_job_def("ingest_customers"), "ingest_customers", echo).success
+            customers = run_job(dagster_instance, defs.resolve_job_def("ingest_customers"), "ingest_customers", echo)
+            echo_checks(customers, echo)
+            ok &= customers.success
         for start, end in consecutive_ranges(days):
-            ok &= run_job(dagster_instance, defs.resolve_job_def("ingest_transactions"),
-                          f"ingest_transactions {start} … {end}", echo, _range_tags(start, end)).success
+            loaded = run_job(dagster_instance, defs.resolve_job_def("ingest_transactions"),
+                             f"ingest_transactions {start} … {end}", echo, _range_tags(start, end))
+            echo_checks(loaded, echo)
+            ok &= loaded.success
     if not files:
         between = f" between {first or '…'} and {last or '…'}" if first or last else ""
         echo(f"no transaction files{between} in {landing.layout.transactions_landing} (YYYY-MM-DD.csv|parquet): "
@@ -151,19 +172,23 @@ def retrain(echo: Echo = print, examples_config: dict | None = None) -> bool:
                        ops_config=ops).success
 
 
-def score_newest_day(echo: Echo = print) -> dt.date | None:
-    """Predictions and retention targets for the newest snapshot, then the online store export."""
+def score_recent_days(echo: Echo = print, days: int = 1) -> dt.date | None:
+    """Predictions and retention targets for the newest snapshot's day, or for the `days` days up to it in one
+    range run (the scoring assets take a range), then the online store export; returns the newest day."""
     no_snapshot = "no feature snapshot yet (features.customer_features): run `mlsys features` first"
     row = _warehouse_row("SELECT max(as_of) FROM features.customer_features", no_snapshot, echo)
     if row is None:
         return None
     newest = row[0]
+    first = max(newest - dt.timedelta(days=days - 1), calendar_bounds()[0])
+    assets = {AssetKey(["predictions", "customer_predictions"]), AssetKey(["predictions", "retention_targets"])}
+    if first < newest:  # `mlsys features` built the newest snapshot only: the earlier days need theirs
+        assets.add(AssetKey(["features", "customer_features"]))
     # No production model yet is fine: BG/NBD + Gamma-Gamma serves until a model passes the gate.
-    scoring = defs.resolve_job_def("daily_scoring").get_subset(
-        asset_selection={AssetKey(["predictions", "customer_predictions"]), AssetKey(["predictions", "retention_targets"])}
-    )
+    scoring = defs.resolve_job_def("daily_scoring").get_subset(asset_selection=assets)
+    label = f"daily_scoring {first} … {newest}" if first < newest else f"daily_scoring {newest}"
     with instance() as dagster_instance:
-        if not run_job(dagster_instance, scoring, f"daily_scoring {newest}", echo, _range_tags(newest, newest)).success:
+        if not run_job(dagster_instance, scoring, label, echo, _range_tags(first, newest)).success:
             return None
         if not run_job(dagster_instance, defs.resolve_job_def("export_online_store"), "export_online_store", echo).success:
             return None
@@ -173,45 +198,73 @@ def score_newest_day(echo: Echo = print) -> dt.date | None:
 MONITORING_REPORTS = ("data_quality_report", "feature_drift_report", "prediction_drift_report", "model_performance_report")
 
 
-def monitor_newest_day(echo: Echo = print) -> tuple[bool, bool]:
-    """Monitoring reports for the newest prediction day, then one evaluation of the drift_retraining sensor.
+def _days_to_monitor(newest: dt.date, days: int, every: int) -> list[dt.date]:
+    """The scored days among the `days` days up to `newest`, every `every`-th counted back from it, oldest first."""
+    warehouse: Warehouse = defs.resources["warehouse"]
+    with warehouse.connect(read_only=True) as con:
+        scored = {day for (day,) in con.execute(
+            "SELECT DISTINCT as_of FROM predictions.customer_predictions WHERE as_of BETWEEN ? AND ?",
+            [newest - dt.timedelta(days=days - 1), newest]).fetchall()}
+    wanted = [newest - dt.timedelta(days=offset) for offset in range(0, days, every)]
+    return sorted(day for day in wanted if day in scored)
 
-    Returns (success, retrained). The performance report needs the forecasts made H days earlier; when
-    there are none (a fresh demo), that day's snapshot and predictions are backfilled first with the
-    current production model, whose training labels end before that day, so the backfill is still
-    point-in-time correct.
+
+def _backfill_matured(dagster_instance: DagsterInstance, days: list[dt.date], echo: Echo) -> bool:
+    """The forecasts made H days before each monitored day, for its performance report, where there are none:
+    one range run of the snapshots and predictions from the first such day to the last."""
+    warehouse: Warehouse = defs.resources["warehouse"]
+    horizon = defs.resources["forecast"].horizon_days
+    # Before the calendar's first day there is no partition to backfill: those performance reports wait.
+    matured = [day - dt.timedelta(days=horizon) for day in days]
+    matured = [day for day in matured if day >= calendar_bounds()[0]]
+    if not matured:
+        return True
+    with warehouse.connect(read_only=True) as con:
+        scored = {day for (day,) in con.execute(
+            "SELECT DISTINCT as_of FROM predictions.customer_predictions WHERE as_of BETWEEN ? AND ?",
+            [min(matured), max(matured)]).fetchall()}
+    missing = [day for day in matured if day not in scored]
+    if not missing:
+        return True
+    backfill = defs.resolve_job_def("daily_scoring").get_subset(asset_selection={
+        AssetKey(["features", "customer_features"]), AssetKey(["predictions", "customer_predictions"])})
+    span = f"{missing[0]} … {missing[-1]}" if len(missing) > 1 else str(missing[0])
+    return run_job(dagster_instance, backfill, f"daily_scoring {span} (for the performance report)", echo,
+                   _range_tags(missing[0], missing[-1])).success
+
+
+def monitor_recent_days(echo: Echo = print, days: int = 1, every: int = 1) -> tuple[bool, bool]:
+    """Monitoring reports for the newest prediction day (and every `every`-th scored day of the `days` days up
+    to it, one run per day: a report describes one day), then one evaluation of the drift_retraining sensor.
+
+    Returns (success, retrained). The performance report needs the forecasts made H days earlier; where
+    there are none (a fresh demo), those days' snapshots and predictions are backfilled first with the
+    current production model.
     """
     from dagster import build_sensor_context
 
     from mlsys_assets.monitoring.sensors import drift_retraining, new_alerts
 
-    warehouse: Warehouse = defs.resources["warehouse"]
-    horizon = defs.resources["forecast"].horizon_days
     no_predictions = "no predictions yet (predictions.customer_predictions): run `mlsys predict` first"
     row = _warehouse_row("SELECT max(as_of) FROM predictions.customer_predictions", no_predictions, echo)
     if row is None:
         return False, False
-    newest = row[0]
-    matured_day = newest - dt.timedelta(days=horizon)
-    has_matured = _warehouse_row("SELECT count(*) FROM predictions.customer_predictions WHERE as_of = ?",
-                                 no_predictions, echo, [matured_day])[0]
+    monitored = _days_to_monitor(row[0], days, every)
     with instance() as dagster_instance:
-        # Before the calendar's first day there is no partition to backfill: the performance report waits.
-        if not has_matured and matured_day >= calendar_bounds()[0]:
-            backfill = defs.resolve_job_def("daily_scoring").get_subset(asset_selection={
-                AssetKey(["features", "customer_features"]), AssetKey(["predictions", "customer_predictions"])})
-            if not run_job(dagster_instance, backfill, f"daily_scoring {matured_day} (for the performance report)",
-                           echo, _range_tags(matured_day, matured_day)).success:
-                return False, False
-        # The sensor should judge this run's checks only (the daemon's own sensor keeps a real cursor).
+        if not _backfill_matured(dagster_instance, monitored, echo):
+            return False, False
+        # The sensor should judge these runs' checks only (the daemon's own sensor keeps a real cursor).
         seen = new_alerts(dagster_instance, 0)
         cursor = json.dumps({"after": seen[-1][0] if seen else 0, "last_trigger": 0.0})
         reports = defs.resolve_job_def("monitoring_reports")
-        result = run_job(dagster_instance, reports, f"monitoring_reports {newest}", echo, _range_tags(newest, newest))
-        for evaluation in result.get_asset_check_evaluations():
-            echo(f"  check {evaluation.asset_key.to_user_string()} {evaluation.check_name}: "
-                 f"{'passed' if evaluation.passed else 'FAILED (' + evaluation.severity.value + ')'}")
-        _echo_headlines(warehouse, newest, echo)
+        ok = True
+        for day in monitored:
+            result = run_job(dagster_instance, reports, f"monitoring_reports {day}", echo, _range_tags(day, day))
+            ok &= result.success
+            for evaluation in result.get_asset_check_evaluations():
+                if day == monitored[-1] or not evaluation.passed:  # older days: only what failed
+                    echo(f"  {check_line(evaluation)}")
+        _echo_headlines(defs.resources["warehouse"], monitored[-1], echo)
         context = build_sensor_context(instance=dagster_instance, cursor=cursor,
                                        resources={"settings": defs.resources["settings"]})
         sensed = drift_retraining(context)
@@ -219,9 +272,19 @@ def monitor_newest_day(echo: Echo = print) -> tuple[bool, bool]:
             echo("drift_retraining: an alert was raised, retraining now (the gate decides what serves)")
             retraining = run_job(dagster_instance, defs.resolve_job_def("weekly_retraining"), "weekly_retraining", echo,
                                  sensed.run_requests[0].tags)
-            return retraining.success and result.success, True
+            _refresh_report_index()
+            return retraining.success and ok, True
         echo(f"drift_retraining: {sensed.skip_reason.skip_message}")
-    return result.success, False
+    return ok, False
+
+
+def _refresh_report_index() -> None:
+    """The index is rewritten by each report; after a retraining it is rewritten once more, so its dashboard
+    shows the gate's new decisions and what serves now."""
+    warehouse: Warehouse = defs.resources["warehouse"]
+    layout = defs.resources["landing"].layout
+    with warehouse.connect(read_only=True) as con:
+        refresh_index(con, layout.reports, layout.serving, defs.resources["settings"].drift_share_threshold)
 
 
 def _echo_headlines(warehouse: Warehouse, day: dt.date, echo: Echo) -> None:

@@ -73,6 +73,16 @@ def horizon_days() -> int:
     return value
 
 
+# Where `mlsys reports serve` (started by `make ui`) serves data/reports/: report links in the UI point here.
+REPORTS_URL_SETTING = "MLSYS_REPORTS_URL"
+DEFAULT_REPORTS_PORT = 3001
+
+
+def reports_url() -> str:
+    """Base URL of the report server (`MLSYS_REPORTS_URL`, default http://127.0.0.1:3001), no trailing slash."""
+    return os.environ.get(REPORTS_URL_SETTING, f"http://127.0.0.1:{DEFAULT_REPORTS_PORT}").rstrip("/")
+
+
 def retraining_cron() -> str:
     """When `weekly_retraining` runs (`MLSYS_RETRAIN_CRON`, default Mondays 03:00 UTC)."""
     return os.environ.get("MLSYS_RETRAIN_CRON", "0 3 * * 1")

@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import math
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from mlsys_assets.ml.model_store import ModelVersion, read_pointer, save_version
 from mlsys_assets.ml.scoring import ProductionModels, model_frame
 from mlsys_assets.predictions.assets import customer_predictions, online_features
 from mlsys_assets.resources import ForecastSettings, LandingZone, Warehouse
+from mlsys_tests.servers import Service, free_port, spawn, wait_until_ready
 
 AS_OF = dt.date(2024, 6, 29)
 TRAINING_DAYS = (dt.date(2024, 1, 13), dt.date(2024, 3, 30), dt.date(2024, 5, 4), dt.date(2024, 8, 17), dt.date(2024, 11, 2))
@@ -202,18 +202,11 @@ def score_in_process(models: ProductionModels, payload: dict, day: dt.date) -> t
 # --- real uvicorn servers --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
-class Server:
-    process: subprocess.Popen
-    url: str
-    log_path: Path
-    data_dir: Path
+class Server(Service):
+    """A uvicorn process serving the API of `data_dir`, with the clients the test opened on it."""
+
+    data_dir: Path = Path()
     clients: list[httpx.Client] = field(default_factory=list)
 
     def client(self, token: str | None = TOKEN) -> httpx.Client:
@@ -227,21 +220,10 @@ class Server:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def stop(self) -> None:
         for client in self.clients:
             client.close()
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-            except ProcessLookupError:
-                pass
+        super().stop()
 
 
 def launch_server(data_dir: Path, log_path: Path, **settings: str) -> Server:
@@ -250,34 +232,14 @@ def launch_server(data_dir: Path, log_path: Path, **settings: str) -> Server:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLSYS_")}
     env.update({"MLSYS_DATA_DIR": str(data_dir), "MLSYS_API_TOKEN": TOKEN, "MLSYS_API_RELOAD_SECONDS": "0.2",
                 "PYTHONUNBUFFERED": "1", **settings})
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "mlsys_assets.api.app:app_from_env",
-             "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-            env=env, cwd=str(log_path.parent), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    process = spawn([sys.executable, "-m", "uvicorn", "--factory", "mlsys_assets.api.app:app_from_env",
+                     "--host", "127.0.0.1", "--port", str(port), "--no-access-log"], log_path, env)
     return Server(process, f"http://127.0.0.1:{port}", log_path, data_dir)
 
 
 def wait_ready(server: Server) -> Server:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    try:
-        while True:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {server.process.returncode}:\n{server.log()}")
-            try:
-                if httpx.get(f"{server.url}/v1/health", timeout=2.0).status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn not ready after {SERVER_START_TIMEOUT}s:\n{server.log()}")
-            time.sleep(0.05)
-    except BaseException:
-        server.stop()
-        raise
+    return wait_until_ready(server, "/v1/health", SERVER_START_TIMEOUT, ready=lambda status: status == 200,
+                            interval=0.05)
 
 
 def start_server(data_dir: Path, log_path: Path, **settings: str) -> Server:

@@ -129,6 +129,28 @@ def test_context_columns_are_scored_but_never_fail_the_report(tmp_path: Path) ->
                      context_numerical=["tx_90"])
 
 
+def test_context_columns_show_no_drift_verdict(tmp_path: Path) -> None:
+    """The page judges only the tested columns: a shifted context column must not read "Data drift detected"
+    right under "Dataset Drift is NOT detected"; its score is in the header, marked as not tested."""
+    shifted = ["recency_days", "spend_90"]
+    tested = [c for c in NUMERICAL if c not in shifted]
+    result = drift_report("feature_drift", features(3000, 1), features(3000, 2, shift=1.0), tested, CATEGORICAL,
+                          tmp_path / "r.html", num_method="wasserstein", num_threshold=0.15,
+                          context_numerical=shifted)
+    rebuilt = render_html(result.snapshot_json, tmp_path / "rebuilt.html")
+    for text in (result.html_path.read_text(encoding="utf-8"), rebuilt.read_text(encoding="utf-8"),
+                 result.snapshot_json):
+        assert "Data drift detected" not in text
+        assert all(f"Drift for column {c}" in text for c in tested + CATEGORICAL)  # the tested ones are judged
+        # Evidently's ValueDrift widget ("Drift in column 'x'") and test ("Drift for column x") state a verdict.
+        assert not any(f"Drift in column '{c}'" in text or f"Drift for column {c}" in text for c in shifted)
+    header = re.search(r"Shown for context, not tested[^<]*", result.html_path.read_text(encoding="utf-8"))
+    assert header and all(f"{c} {result.headline['context_scores'][c]:.3f}" in header.group() for c in shifted)
+    with pytest.raises(TypeError, match="unknown drift option"):
+        drift_report("feature_drift", features(100, 1), features(100, 2), tested, [], tmp_path / "y.html",
+                     num_methd="wasserstein")
+
+
 def test_explicit_methods_and_thresholds_pass_through(tmp_path: Path) -> None:
     result = drift_report(
         "feature_drift", features(3000, 1), features(3000, 2), NUMERICAL, CATEGORICAL, tmp_path / "r.html",
@@ -265,6 +287,7 @@ def test_performance_headline_separates_good_from_random_predictions(tmp_path: P
     assert 0.4 < bad.headline["roc_auc"] < 0.6
     assert {t["status"] for t in bad.tests} == {"FAIL"}  # RMSE above the baseline, AUC not above 0.5
     assert (good.reference_rows, good.current_rows) == (0, 3000)
+    assert not good.has_reference  # matured labels only: no reference dataset to claim 0 rows of
     names = {m["metric"] for m in good.metrics}
     assert {"RMSE", "MAE.mean", "R2Score", "RocAuc", "LogLoss", "Accuracy"} <= names
     assert_rows_well_formed(good)

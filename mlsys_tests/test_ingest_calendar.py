@@ -145,3 +145,29 @@ def test_ingest_refuses_days_before_the_setting_and_ingests_the_others(tmp_path,
     assert features.returncode == 1, output
     assert "Traceback" not in output
     assert "MLSYS_PARTITIONS_START=1997-01-03 and run `mlsys features` again" in output
+
+
+def test_the_calendar_ends_yesterday_so_latest_names_a_day_that_is_over():
+    """"Latest" in the UI's Materialize dialog is the last partition: a day a shop can have delivered."""
+    from mlsys_assets.partitions import calendar_bounds, daily_partitions
+
+    yesterday = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+    assert daily_partitions.get_last_partition_key() == yesterday.isoformat()
+    assert calendar_bounds()[1] == yesterday
+
+
+def test_today_s_file_waits_until_the_day_is_over(write_transactions, data_dir, instance):
+    from dagster import build_sensor_context
+
+    from mlsys_assets.ingest.sensors import landing_sensor
+    from mlsys_assets.resources import LandingZone
+
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    write_transactions(today, [f"t1,c1,{today},10.00,1"])
+    context = build_sensor_context(resources={"landing": LandingZone(data_dir=str(data_dir))}, instance=instance)
+
+    result = landing_sensor(context)
+
+    assert result.run_requests == []
+    assert f"{today}.csv) are not over yet" in result.skip_reason.skip_message
+    assert today not in result.cursor  # not remembered: tomorrow it is new

@@ -3,6 +3,7 @@ the definitions load with every asset in its layer's group and the sensors runni
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,7 +14,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 import mlsys_assets
 from mlsys_assets.definitions import build_definitions
-from mlsys_assets.ingest.assets import raw_transactions
+from mlsys_assets.ingest.assets import raw_customers, raw_transactions
 from mlsys_assets.ingest.sensors import MAX_ATTEMPTS, landing_sensor
 from mlsys_assets.resources import LandingZone
 
@@ -173,8 +174,9 @@ def test_a_corrupt_file_in_a_backlog_is_retried_and_the_others_are_settled(
         d for d in days if d != days[4]]
     [retry] = second.run_requests
     assert retry.partition_key == days[4] and retry.run_key != request.run_key
-    settled = json.loads(second.cursor)["files"]
-    assert sorted(settled) == [f"transactions/{d}.csv" for d in days if d != days[4]]
+    # Only what is in flight stays in the cursor: the retried day's request.
+    state = json.loads(second.cursor)
+    assert [list(entry["files"]) for entry in state["pending"].values()] == [[f"transactions/{days[4]}.csv"]]
 
 
 def test_a_day_that_never_loads_stops_being_retried_and_is_named(
@@ -205,7 +207,48 @@ def test_a_requested_run_still_pending_is_not_requested_again(write_transactions
     third = evaluate_sensor(second.cursor)
 
     assert second.run_requests == [] and third.run_requests == []
-    assert json.loads(third.cursor)["files"].keys() == {f"transactions/{DAY}.csv"}
+    assert json.loads(third.cursor) == {"customers": {}, "failed": {}, "pending": {}}
+
+
+def test_files_the_instance_shows_loaded_request_nothing_from_a_fresh_cursor(
+    write_transactions, write_customers, evaluate_sensor, resources, instance
+):
+    """`make demo` loads through the CLI, then `make ui` starts the sensor with no cursor: nothing to do."""
+    days = [f"2025-02-{day:02d}" for day in range(1, 13)]
+    for day in days:
+        write_transactions(day, [f"t-{day},c1,{day},10.00,1"])
+    write_customers(["c1,2024-05-01,DE,ads,ann@example.com,Ann Lee"])
+    tags = {ASSET_PARTITION_RANGE_START_TAG: days[0], ASSET_PARTITION_RANGE_END_TAG: days[-1]}
+    assert materialize([raw_customers], resources=resources, instance=instance).success
+    assert materialize([raw_transactions], resources=resources, instance=instance, tags=tags).success
+
+    fresh = evaluate_sensor()
+
+    assert fresh.run_requests == []
+    # The cursor holds what is in flight, not one entry per file.
+    assert json.loads(fresh.cursor)["pending"] == {} and len(fresh.cursor) < 300
+    # Touched but unchanged: still nothing; changed content (or customers): a run for just that.
+    path = write_transactions(days[3], [f"t-{days[3]},c1,{days[3]},10.00,1"])
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert evaluate_sensor(fresh.cursor).run_requests == []
+    write_transactions(days[3], [f"t-{days[3]},c1,{days[3]},12.00,1"])
+    write_customers(["c1,2024-05-01,DE,ads,ann@example.com,Ann Lee", "c2,2024-05-02,DE,ads,bo@example.com,Bo"])
+    changed = evaluate_sensor(fresh.cursor).run_requests
+    assert [(r.job_name, r.partition_key) for r in changed] == [("ingest_customers", None), ("ingest_transactions", days[3])]
+
+
+def test_a_range_run_records_each_day_s_own_rows_and_file(write_transactions, resources, instance):
+    """One day's partition of a multi-day run shows that day's rows, not the run's (or the table's)."""
+    days = {"2025-03-01": 1, "2025-03-02": 3, "2025-03-03": 2}
+    paths = {day: write_transactions(day, [f"t-{day}-{i},c1,{day},10.00,1" for i in range(n)]) for day, n in days.items()}
+    tags = {ASSET_PARTITION_RANGE_START_TAG: "2025-03-01", ASSET_PARTITION_RANGE_END_TAG: "2025-03-03"}
+    result = materialize([raw_transactions], resources=resources, instance=instance, tags=tags)
+
+    recorded = {m.partition: m.metadata for m in result.asset_materializations_for_node("raw__transactions")}
+    assert {day: meta["dagster/row_count"].value for day, meta in recorded.items()} == days
+    assert {day: meta["source_sha256"].value for day, meta in recorded.items()} == {
+        day: hashlib.sha256(path.read_bytes()).hexdigest() for day, path in paths.items()}
+    assert all(meta["run_rows_loaded"].value == 6 for meta in recorded.values())
 
 
 BAD_NAMES = {

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, build_sensor_context
+from dagster import DagsterInstance, FloatMetadataValue, UrlMetadataValue, build_sensor_context
 
 from mlsys_assets.features.assets import customer_features
 from mlsys_assets.monitoring.assets import (
@@ -98,3 +98,47 @@ def test_reports_are_stored_linked_and_self_contained(stable):
     assert not re.search(r"(src|href)=[\"']?(https?:)?//", index)
     metrics = shop.query("SELECT count(*), count(DISTINCT report_id) FROM monitoring.metrics")[0]
     assert metrics[0] > 20 and metrics[1] == 4
+
+
+def test_each_report_partition_links_its_own_day_s_report(stable):
+    """What the UI shows for the day: a clickable link to that day's report (which exists), typed and rounded
+    numbers, the day's row count, and no reference size for the performance report, which has no reference."""
+    shop, _ = stable
+    day_rows = {
+        "feature_drift": shop.query("SELECT count(*) FROM features.customer_features WHERE as_of = ?", [DAY])[0][0],
+        "prediction_drift": shop.query("SELECT count(*) FROM predictions.customer_predictions WHERE as_of = ?", [DAY])[0][0],
+        "model_performance": shop.query("SELECT count(*) FROM predictions.customer_predictions WHERE as_of = ?",
+                                        [MATURED_DAY])[0][0],
+        "data_quality": shop.query("SELECT count(*) FROM raw.transactions WHERE delivery_date = ?", [DAY])[0][0],
+    }
+    for report in REPORTS:
+        kind = report.key.path[-1].removesuffix("_report")
+        event = shop.instance.get_latest_materialization_event(report.key).asset_materialization
+        metadata = event.metadata
+        assert event.partition == DAY.isoformat()
+        assert isinstance(metadata["report"], UrlMetadataValue)
+        relative = f"{kind}/{DAY}.html"
+        assert metadata["report"].value.endswith(f"/{relative}") and (shop.layout.reports / relative).exists()
+        assert metadata["index"].value.endswith("/index.html")
+        assert metadata["dagster/row_count"].value == day_rows[kind] > 0
+        assert ("reference_rows" in metadata) == (kind != "model_performance")
+        numbers = [v.value for v in metadata.values() if isinstance(v, FloatMetadataValue)]
+        assert numbers and all(round(v, 4) == v for v in numbers)
+
+
+def test_the_index_opens_with_the_model_and_monitoring_dashboard(stable):
+    """Written by the report assets themselves (`_store`): what serves, the gate's decisions and the trend charts."""
+    shop, _ = stable
+    index = (shop.layout.reports / "index.html").read_text()
+    dashboard = index[index.index('<section id="dashboard">'):index.index('<section id="reports">')]
+    production = shop.query("SELECT model, version, kind FROM ml.model_registry WHERE state = 'production'")
+    assert sorted(model for model, _, _ in production) == ["churn", "ltv"]
+    for model, version, kind in production:
+        row = re.search(rf'<tr data-target="{model}">.*?</tr>', dashboard).group(0)
+        assert version in row and f"<td>{kind}</td>" in row
+    history = dashboard[dashboard.index('id="gate-history"'):]
+    assert re.search(r'data-target="ltv">.*?class="action action-', history)
+    assert re.search(r'data-target="churn">.*?class="action action-', history)
+    # one report day so far: a point per drift series, and the two scored days' mean forecasts
+    assert re.search(r'id="trend-drift-share">.*?<svg class="trend"[^>]*data-points="3"', dashboard)
+    assert re.search(r'id="trend-mean-spend">.*?<svg class="trend"[^>]*data-points="\d+"', dashboard)

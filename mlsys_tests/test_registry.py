@@ -345,3 +345,10 @@ def test_before_any_training_btyd_serves_the_first_predictions(shop):
     assert np.allclose(scored["churn_probability"], scored["btyd_p_no_purchase"].fillna(1.0))
     # A later training replaces it through the gate as usual; the classic versions stay in the registry.
     assert shop.query("SELECT count(*) FROM ml.model_registry WHERE kind = 'btyd'")[0][0] == 2
+
+
+def test_a_reason_shows_values_that_differ_when_they_agree_to_four_decimals():
+    from mlsys_assets.ml.gate import _distinct
+
+    assert _distinct(0.85571, 0.85573) == ("0.85571", "0.85573")
+    assert _distinct(101.5, 101.0) == ("101.5000", "101.0000")

@@ -13,6 +13,7 @@ its `responses=` (the OpenAPI schema); a 500 is a bug.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hmac
 import logging
 import math
@@ -21,13 +22,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import fastapi_offline
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 
 from mlsys_assets.api.schemas import (
     AS_OF_MAX_YEARS,
@@ -170,8 +174,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         description="Customer LTV and churn forecasts from the production models. The prediction routes and "
                     "/v1/models need `Authorization: Bearer $MLSYS_API_TOKEN`.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's /docs and /redoc load from a CDN: _serve_docs_offline replaces them
+        redoc_url=None,
     )
     app.state.holder = holder
+    _serve_docs_offline(app)
 
     # Both dependencies are async on purpose: a plain `def` dependency runs in a worker thread, which
     # doubled the cost of a /v1/predict lookup (bench/serving.py, docs/benchmarks.md).
@@ -291,6 +298,53 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     protected = {route.path for route in app.routes if isinstance(route, APIRoute)
                  and any(dependency.dependency is authorized for dependency in route.dependencies)}
     return BearerGate(BodySizeLimit(app, settings.max_body_bytes), protected, expected_token)
+
+
+# The Swagger UI and ReDoc bundles that the fastapi-offline package ships (FastAPI's defaults load them from
+# cdn.jsdelivr.net and Google Fonts: blank pages without internet).
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+DOCS_ASSETS_URL = "/docs-assets"
+# ReDoc's sidebar shows Redocly's logo from this URL, with no option to turn it off. An empty data: image
+# instead fails to decode at once, and ReDoc then drops the <img>: no request leaves the machine.
+REDOCLY_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+# The pages may load only from this server (plus their inline script and styles, data: images and ReDoc's
+# blob: worker): should a newer bundle reach out again, the browser refuses.
+DOCS_CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                                "style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:")
+
+
+@functools.cache
+def _redoc_bundle() -> bytes:
+    return (DOCS_ASSETS / "redoc.standalone.js").read_bytes().replace(REDOCLY_LOGO, b"data:,")
+
+
+def _serve_docs_offline(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from local files. Like openapi.json, the pages and their assets need no
+    token: they describe the API and answer nothing."""
+
+    @app.get(f"{DOCS_ASSETS_URL}/redoc.standalone.js", include_in_schema=False)
+    async def redoc_bundle() -> Response:  # before the mount, which would serve the file unchanged
+        return Response(_redoc_bundle(), media_type="text/javascript")
+
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    def offline(page: HTMLResponse) -> HTMLResponse:
+        page.headers["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
+        return page
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return offline(get_swagger_ui_html(
+            openapi_url=app.openapi_url, title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css", swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png"))
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return offline(get_redoc_html(
+            openapi_url=app.openapi_url, title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{DOCS_ASSETS_URL}/redoc.standalone.js", redoc_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png",
+            with_google_fonts=False))
 
 
 def _document_batch_limit(app: FastAPI, limit: int) -> None:

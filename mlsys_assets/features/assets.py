@@ -9,7 +9,6 @@ from dagster import (
     AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
-    AutomationCondition,
     BackfillPolicy,
     Config,
     Failure,
@@ -21,19 +20,11 @@ from pydantic import Field
 
 from mlsys_assets.features.snapshot import FEATURES, build_snapshot
 from mlsys_assets.metadata import ddl_column_schema, markdown_table, table_columns
-from mlsys_assets.partitions import daily_partitions, partition_days, recent_days_eager
+from mlsys_assets.partitions import daily_partitions, flow_on_new_data, partition_days, recent_days_eager
 from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, Warehouse, transaction
 
 SQL_DIR = Path(__file__).parent
 FEATURE_TABLES_DDL = (SQL_DIR / "feature_tables.sql").read_text()
-
-# New data flows on as soon as it lands and its blocking checks pass. Unlike plain eager(), re-deliveries
-# of older days also flow on: customer_daily must reflect every raw partition.
-_flow_on_new_data = (
-    AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
-    & AutomationCondition.all_deps_blocking_checks_passed()
-)
-
 
 @asset(
     key=["features", "customer_daily"],
@@ -41,7 +32,7 @@ _flow_on_new_data = (
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     deps=[AssetDep(["raw", "transactions"])],
-    automation_condition=_flow_on_new_data,
+    automation_condition=flow_on_new_data,
     pool=WAREHOUSE_POOL,
     kinds={"duckdb"},
     description=(

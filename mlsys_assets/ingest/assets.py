@@ -14,7 +14,6 @@ import duckdb
 import pandas as pd
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetMaterialization,
@@ -28,6 +27,7 @@ from dagster import (
 from pydantic import Field
 
 from mlsys_assets.contract import EXCLUDED_REASON, FeedFormat
+from mlsys_assets.ingest.checks import known_customers_check
 from mlsys_assets.ingest.pii import (
     EMAIL_SQL_PATTERN,
     LocalKeyRefused,
@@ -53,7 +53,14 @@ from mlsys_assets.ingest.reader import (
 )
 from mlsys_assets.metadata import ddl_column_schema, markdown_table, table_columns
 from mlsys_assets.partitions import calendar_refusal, daily_partitions, outside_calendar
-from mlsys_assets.resources import WAREHOUSE_POOL, LandingZone, Warehouse, transaction
+from mlsys_assets.resources import (
+    WAREHOUSE_POOL,
+    LandingZone,
+    Warehouse,
+    combined_digest,
+    file_fingerprint,
+    transaction,
+)
 
 SQL_DIR = Path(__file__).parent
 RAW_TABLES_DDL = (SQL_DIR / "raw_tables.sql").read_text()
@@ -149,12 +156,14 @@ def _stage_transactions(
     return staged, unloadable
 
 
-def _fail_unloaded_days(context: AssetExecutionContext, unloadable: dict[str, str], loaded_days: list[dt.date],
+def _fail_unloaded_days(context: AssetExecutionContext, unloadable: dict[str, str], by_day: dict[dt.date, dict],
                         metadata: dict) -> None:
     """The run's other days loaded: record them as materialized, one event per day, then fail naming each
     file that did not load (its day keeps what it had, and the landing sensor retries it)."""
+    loaded_days = sorted(by_day)
     for day in loaded_days:
-        context.log_event(AssetMaterialization(asset_key=context.asset_key, partition=day.isoformat(), metadata=metadata))
+        context.log_event(AssetMaterialization(asset_key=context.asset_key, partition=day.isoformat(),
+                                               metadata={**metadata, **by_day[day]}))
     lines = "\n- ".join(f"{path}: {problem}" for path, problem in sorted(unloadable.items()))
     raise Failure(
         description=f"{len(unloadable)} landing file(s) cannot be read, their days are unchanged:\n- {lines}\n"
@@ -273,6 +282,8 @@ def raw_transactions(
     window = context.partition_time_window
     days = [window.start.date() + dt.timedelta(days=i) for i in range((window.end - window.start).days)]
     files, missing, fmt, refused = _transaction_files(days, landing)
+    # Taken before the read: the landing sensor compares them with the files to tell whether they loaded.
+    sources = {day: {"source_file": path.name, **file_fingerprint(path)} for day, path in files}
     landing_root = landing.layout.landing
 
     with warehouse.connect() as con:
@@ -340,13 +351,6 @@ def raw_transactions(
             f"SELECT count(*) FROM raw.transactions WHERE {in_run} AND (amount < 0 OR amount > ?)",
             [config.max_amount],
         ).fetchone()[0]
-        customer_rows = con.execute("SELECT count(*) FROM raw.customers").fetchone()[0]
-        unknown_customers = 0
-        if customer_rows:
-            unknown_customers = con.execute(
-                f"""SELECT count(DISTINCT customer_id) FROM raw.transactions
-                    WHERE {in_run} AND customer_id NOT IN (SELECT customer_id FROM raw.customers)"""
-            ).fetchone()[0]
         check_results = [
             _schema_check(con, "raw.transactions", TRANSACTIONS_SCHEMA),
             AssetCheckResult(check_name="keys", passed=null_keys == 0 and duplicate_ids == 0,
@@ -354,15 +358,7 @@ def raw_transactions(
             AssetCheckResult(check_name="amount_rules", passed=bad_amounts == 0,
                              metadata={"rows_out_of_range": bad_amounts, "max_amount": config.max_amount}),
             _reconciliation(con, staged, "raw.transactions"),
-            AssetCheckResult(
-                check_name="known_customers",
-                passed=unknown_customers == 0,
-                severity=AssetCheckSeverity.WARN,
-                metadata={
-                    "unknown_customers": unknown_customers,
-                    "note": "no customers export loaded" if not customer_rows else "checked against raw.customers",
-                },
-            ),
+            known_customers_check(con, in_run),
             _no_personal_data(con),
         ]
         metadata = {
@@ -376,6 +372,8 @@ def raw_transactions(
             "customers": customers,
             "files": len(files),
             "partitions": f"{files[0][0]} … {files[-1][0]} ({len(files)} days with a file)",
+            # The run's total; each partition's own count is its dagster/row_count.
+            "run_rows_loaded": loaded,
             "days_without_file": MetadataValue.json([str(d) for d in missing]),
             "quarantine_by_reason": markdown_table(
                 con,
@@ -402,9 +400,34 @@ def raw_transactions(
             "landing_refusals": MetadataValue.json(
                 [f"{name}: {reason}" for name, reason in landing.transaction_refusals().items()]),
         }
+        by_day = _day_metadata(con, sources)
     if unloadable:
-        _fail_unloaded_days(context, unloadable, [day for day, _ in files], metadata)
+        _fail_unloaded_days(context, unloadable, by_day, metadata)
+    for day, day_metadata in by_day.items():
+        context.add_asset_metadata(day_metadata, partition_key=day.isoformat())
+    for day in missing:  # a range run materializes its days without a file too: say so on each
+        context.add_asset_metadata({"dagster/row_count": 0, "rows_quarantined": 0,
+                                    "source_file": "none: no landing file for this day"}, partition_key=day.isoformat())
     return MaterializeResult(metadata=metadata, check_results=check_results)
+
+
+def _day_metadata(con: duckdb.DuckDBPyConnection, sources: dict[dt.date, dict]) -> dict[dt.date, dict]:
+    """Each loaded day's own figures and landing file: in a range run, one partition must not show the
+    run's totals. Only the days of `_delivery_days` (the files that loaded) are returned."""
+    rows = {day: counts for day, *counts in con.execute(
+        """SELECT delivery_date, count(*), count(DISTINCT customer_id), count(*) FILTER (WHERE amount = 0)
+           FROM raw.transactions WHERE delivery_date IN (SELECT day FROM _delivery_days) GROUP BY ALL""").fetchall()}
+    quarantined = {day: counts for day, *counts in con.execute(
+        """SELECT delivery_date, count(*), count(*) FILTER (WHERE reason = ?) FROM raw.quarantine
+           WHERE feed = 'transactions' AND delivery_date IN (SELECT day FROM _delivery_days) GROUP BY ALL""",
+        [EXCLUDED_REASON]).fetchall()}
+    by_day = {}
+    for (day,) in con.execute("SELECT day FROM _delivery_days ORDER BY day").fetchall():
+        loaded, customers, zero_amount = rows.get(day, (0, 0, 0))
+        bad, excluded = quarantined.get(day, (0, 0))
+        by_day[day] = {"dagster/row_count": loaded, "customers": customers, "zero_amount_rows": zero_amount,
+                       "rows_quarantined": bad, "rows_excluded_by_mapping": excluded, **sources[day]}
+    return by_day
 
 
 def _no_personal_data(con: duckdb.DuckDBPyConnection, check_name: str = "no_personal_data") -> AssetCheckResult:
@@ -445,6 +468,8 @@ def _no_personal_data(con: duckdb.DuckDBPyConnection, check_name: str = "no_pers
 )
 def raw_customers(context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone) -> MaterializeResult:
     paths = landing.customer_files()
+    # Taken before the read: the landing sensor compares it with the files to tell whether they loaded.
+    source_digest = combined_digest([file_fingerprint(path) for path in sorted(paths, key=lambda p: p.name)])
     fmt = landing.formats()["customers"]
     landing_root = landing.layout.landing
     with warehouse.connect() as con:
@@ -523,6 +548,7 @@ def raw_customers(context: AssetExecutionContext, warehouse: Warehouse, landing:
             "dagster/row_count": loaded,
             "rows_quarantined": quarantined,
             "rows_superseded": superseded,
+            "source_digest": source_digest,
             "files": MetadataValue.json([str(p.relative_to(landing_root)) for p in paths]),
             "quarantine_by_reason": markdown_table(
                 con,

@@ -1,19 +1,23 @@
-"""Checks on the raw layer that run on their own clock rather than with a materialization."""
+"""Checks on the raw layer: the freshness check runs on its own clock; known_customers_check is evaluated by
+raw_transactions with each load (this module does not import the asset, so the asset can import it)."""
 
 import datetime as dt
 
+import duckdb
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetKey,
     AutomationCondition,
     Config,
     asset_check,
 )
 from pydantic import Field
 
-from mlsys_assets.ingest.assets import raw_transactions
 from mlsys_assets.resources import LandingZone
+
+RAW_TRANSACTIONS = AssetKey(["raw", "transactions"])
 
 
 class FreshnessConfig(Config):
@@ -22,7 +26,7 @@ class FreshnessConfig(Config):
 
 
 @asset_check(
-    asset=raw_transactions,
+    asset=RAW_TRANSACTIONS,
     description="Every delivered day is loaded: the landing zone's newest day is the data's today, and no landing "
                 "day waits unloaded (evaluated daily at 09:00 UTC; the wall-clock age of the data is shown, not judged).",
     automation_condition=AutomationCondition.cron_tick_passed("0 9 * * *", cron_timezone="UTC"),
@@ -31,7 +35,7 @@ def transactions_freshness(
     context: AssetCheckExecutionContext, config: FreshnessConfig, landing: LandingZone
 ) -> AssetCheckResult:
     # Partition status lives in the Dagster instance, so this check never opens the warehouse.
-    loaded = set(context.instance.get_materialized_partitions(raw_transactions.key))
+    loaded = set(context.instance.get_materialized_partitions(RAW_TRANSACTIONS))
     try:
         delivered = sorted(landing.transaction_files())
     except ValueError as exc:  # the landing zone itself is broken: say so instead of crashing
@@ -49,3 +53,51 @@ def transactions_freshness(
             "wall_clock_days_since_newest_delivery": (dt.date.today() - newest).days if newest else -1,
         },
     )
+
+
+def known_customers_check(con: duckdb.DuckDBPyConnection, in_run: str) -> AssetCheckResult:
+    """WARN when the run's transactions name customers missing from raw.customers, saying why they are missing.
+
+    `in_run` is the SQL condition on raw.transactions that selects the run's rows. Such rows still load (a
+    sale is a sale), but those customers have no signup date, country or channel. A customer is missing either
+    because its row in the customers export was quarantined (raw.quarantine names its id), or because no
+    export lists it at all (an id the shop's customer system does not know; the demo simulator writes a few
+    such rows on purpose, as it writes unparseable signup dates).
+    """
+    if not con.execute("SELECT count(*) FROM raw.customers").fetchone()[0]:
+        return AssetCheckResult(check_name="known_customers", passed=True, severity=AssetCheckSeverity.WARN,
+                                description="no customers export loaded: nothing to check against",
+                                metadata={"unknown_customers": 0, "note": "no customers export loaded"})
+    rows, customers, quarantined = con.execute(
+        f"""
+        WITH unknown AS (
+            SELECT customer_id, count(*) AS n FROM raw.transactions
+            WHERE {in_run} AND customer_id NOT IN (SELECT customer_id FROM raw.customers) GROUP BY ALL
+        ), quarantined AS (  -- ids named by a quarantined customers line (its fields, split on any separator)
+            SELECT DISTINCT unnest(regexp_split_to_array(original_text, '[^A-Za-z0-9_-]+')) AS customer_id
+            FROM raw.quarantine WHERE feed = 'customers'
+        )
+        SELECT coalesce(sum(n), 0)::BIGINT, count(*),
+               count(*) FILTER (WHERE customer_id IN (SELECT customer_id FROM quarantined))
+        FROM unknown
+        """
+    ).fetchone()
+    never = customers - quarantined
+    description = (
+        f"{_count(rows, 'row')} for {_count(customers, 'customer')} not in raw.customers ({quarantined:,} whose "
+        f"customers-export row is quarantined, {never:,} in no customers export); the rows load, these "
+        "customers' signup, country and channel are unknown"
+    ) if customers else "every customer of the run's transactions is in raw.customers"
+    return AssetCheckResult(
+        check_name="known_customers",
+        passed=customers == 0,
+        severity=AssetCheckSeverity.WARN,
+        description=description,
+        metadata={"unknown_customers": customers, "rows_of_unknown_customers": rows,
+                  "customer_row_quarantined": quarantined, "in_no_customers_export": never,
+                  "note": "checked against raw.customers"},
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")

@@ -28,7 +28,7 @@ from dagster import (
 from pydantic import Field
 
 from mlsys_assets.features.snapshot import CATEGORICAL_FEATURES, FEATURES, build_snapshot
-from mlsys_assets.metadata import markdown_table
+from mlsys_assets.metadata import markdown_table, report_link
 from mlsys_assets.ml import registry
 from mlsys_assets.ml.backtest import (
     ModelSpec,
@@ -38,7 +38,8 @@ from mlsys_assets.ml.backtest import (
     matured_by,
     run_backtest,
 )
-from mlsys_assets.ml.charts import importance_chart, markdown_image
+from mlsys_assets.ml.charts import importance_chart
+from mlsys_assets.ml.model_report import model_report_path
 from mlsys_assets.ml.model_store import ModelVersion, save_version
 from mlsys_assets.ml.targets import TARGETS, Target
 from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse, transaction
@@ -343,7 +344,9 @@ def _train(context: AssetExecutionContext, target: Target, config: ModelConfig, 
         "source_partitions": card["source_partitions"],
         "code_version": card["code_version"],
         "params": MetadataValue.json(spec.params),
-        "feature_importance": MetadataValue.md(markdown_image(chart, "feature importance")),
+        # Links, not inline Markdown images (which the UI shows only behind "[Show Markdown]").
+        "feature_importance": report_link(chart, layout.reports),
+        "model_report": report_link(model_report_path(layout.reports, target.name, version.version), layout.reports),
     })
 
 

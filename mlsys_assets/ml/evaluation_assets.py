@@ -18,7 +18,7 @@ from dagster import (
 from pydantic import Field
 
 from mlsys_assets.features.snapshot import FEATURES
-from mlsys_assets.metadata import markdown_table
+from mlsys_assets.metadata import markdown_table, report_link
 from mlsys_assets.ml import registry
 from mlsys_assets.ml.assets import (
     MODEL_ASSETS,
@@ -32,15 +32,23 @@ from mlsys_assets.ml.assets import (
 )
 from mlsys_assets.ml.backtest import matured_by
 from mlsys_assets.ml.baselines import baseline_forecasts
-from mlsys_assets.ml.charts import calibration_chart, gains_chart, markdown_image
 from mlsys_assets.ml.gate import SERVE_BTYD, GateDecision, gate_decision
+from mlsys_assets.ml.model_report import (
+    decision_text,
+    gate_metrics_markdown,
+    headline_metadata,
+    metrics_markdown,
+    model_report_path,
+    record_decision,
+    served_metadata,
+    write_model_reports,
+)
 from mlsys_assets.ml.model_store import ModelVersion, save_version, version_from_path
 from mlsys_assets.ml.scoring import ProductionModels
 from mlsys_assets.ml.targets import TARGETS
 from mlsys_assets.resources import WAREHOUSE_POOL, ForecastOracle, LandingZone, Warehouse
 
 MODEL_EVALUATION, MODEL_REGISTRY = AssetKey(["ml", "model_evaluation"]), AssetKey(["ml", "model_registry"])
-SCORERS = ("candidate", "production", "naive", "historical", "bgnbd", "oracle")
 
 
 def _cutoff_frames(warehouse: Warehouse, cutoffs: list[dt.date], horizon: int):
@@ -107,33 +115,6 @@ def _production_rows(warehouse: Warehouse) -> list[dict]:
     return rows
 
 
-def _wide_table(table: pd.DataFrame) -> str:
-    means = table[table["cutoff"].isna()]
-    wide = means.pivot_table(index=["model", "metric"], columns="scorer", values="value").round(4)
-    scorers = [s for s in SCORERS if s in wide.columns]
-    wide = wide[scorers].reset_index()
-    lines = ["| model | metric | " + " | ".join(scorers) + " |", "|---|---|" + "---|" * len(scorers)]
-    return "\n".join(lines + ["| " + " | ".join(str(v) for v in row) + " |" for row in wide.itertuples(index=False)])
-
-
-def _by_cutoff_table(table: pd.DataFrame) -> str:
-    """The gate's metrics at each cutoff: candidate against BG/NBD + Gamma-Gamma."""
-    gate = {(name, metric) for name, target in TARGETS.items() for metric in target.gate_metrics}
-    rows = table[table["cutoff"].notna() & table["scorer"].isin(["candidate", "bgnbd"])
-                 & [pair in gate for pair in zip(table["model"], table["metric"])]]
-    wide = rows.pivot_table(index=["model", "metric", "cutoff"], columns="scorer", values="value").round(4).reset_index()
-    lines = ["| model | metric | cutoff | candidate | bgnbd |", "|---|---|---|---|---|"]
-    return "\n".join(lines + [f"| {r.model} | {r.metric} | {pd.Timestamp(r.cutoff).date()} | {r.candidate} | {r.bgnbd} |"
-                               for r in wide.itertuples(index=False)])
-
-
-def _headline_metadata(table: pd.DataFrame) -> dict[str, float]:
-    """Every scorer's backtest means as numbers, so the UI plots them across retrains."""
-    means = table[table["cutoff"].isna() & table["value"].notna()]
-    return {f"{r.model}_{r.metric}_{r.scorer}": round(float(r.value), 4) for r in means.itertuples()
-            if r.metric in ("rmse", "gini", "top10_capture", "bias_pct", "roc_auc", "brier")}
-
-
 @asset(
     key=MODEL_EVALUATION,
     group_name="ml",
@@ -164,24 +145,23 @@ def model_evaluation(
             "metric, value, cutoff) SELECT ?, now(), ?, model, scorer, version, metric, value, cutoff::DATE "
             "FROM _evaluation_frame", [context.run_id, cutoffs[-1]])
         con.unregister("_evaluation_frame")
-    folder = landing.layout.reports / "evaluation" / candidates["ltv"]
-    test, forecasts = newest["test"], newest["forecasts"]
-    gains = gains_chart(test["label_spend"].to_numpy(float),
-                        {s: f["ltv"] for s, f in forecasts.items() if "ltv" in f}, folder / "gains.png")
-    calibration = calibration_chart(test["churned"].to_numpy(int),
-                                    {s: f["churn"] for s, f in forecasts.items() if "churn" in f}, folder / "calibration.png")
+    test = newest["test"]
+    reports = write_model_reports(landing.layout.reports, landing.layout.models, candidates, table, newest, {
+        "evaluation": context.run_id, "backtest cutoffs": ", ".join(str(c) for c in cutoffs),
+        "customers at the newest cutoff": str(len(test))})
+    headline, undefined = headline_metadata(table)
     return MaterializeResult(metadata={
         "evaluation_id": context.run_id,
         "backtest_cutoffs": MetadataValue.json([str(c) for c in cutoffs]),
         "newest_cutoff": str(cutoffs[-1]),
         "customers_at_newest_cutoff": len(test),
-        **_headline_metadata(table),
+        **{name: MetadataValue.float(value) for name, value in headline.items()},
+        # Stable names: a metric with no value this time is left out of the plots and named here.
+        "metrics_not_defined": MetadataValue.text(", ".join(undefined) or "none"),
         "candidates": MetadataValue.json(candidates),
-        "metrics": MetadataValue.md(_wide_table(table)),
-        "gate_metrics_by_cutoff": MetadataValue.md(_by_cutoff_table(table)),
-        "gains_chart": MetadataValue.md(markdown_image(gains, "gains chart at the newest cutoff")),
-        "calibration_chart": MetadataValue.md(markdown_image(calibration, "calibration chart at the newest cutoff")),
-        "report_folder": MetadataValue.path(str(folder)),
+        **{f"{name}_model_report": report_link(path, landing.layout.reports) for name, path in reports.items()},
+        "metrics": MetadataValue.md(metrics_markdown(table)),
+        "gate_metrics_by_cutoff": MetadataValue.md(gate_metrics_markdown(table)),
     })
 
 
@@ -255,20 +235,22 @@ def _apply_gate(context, config, warehouse, landing, candidates, metrics, lineag
         for name, version in candidates.items():
             decision, current, kind = _decide(con, name, version, metrics, config)
             if current == version:
-                plans.append((name, version, "already production", decision.reason, None))
+                plans.append((name, version, "already production", decision, None))
                 continue
-            registry.record_gate(con, name, version, decision.passed, decision.reason)
+            registry.record_gate(con, name, version, decision.passed, decision.action, decision.reason)
             registry.supersede_unevaluated(con, name, keep=version)
-            plans.append((name, version, _outcome(decision, config.approval, kind), decision.reason, None))
+            plans.append((name, version, _outcome(decision, config.approval, kind), decision, None))
     # BTYD versions are written outside the warehouse connection (they read examples for their reference).
-    plans = [(n, v, o, r, _btyd_version(context, warehouse, landing, n, metrics, lineage) if "btyd" in o else None)
-             for n, v, o, r, _ in plans]
+    plans = [(n, v, o, d, _btyd_version(context, warehouse, landing, n, metrics, lineage) if "btyd" in o else None)
+             for n, v, o, d, _ in plans]
     decisions = []
     with warehouse.connect() as con:
-        for name, version, outcome, reason, fallback in plans:
+        for name, version, outcome, decision, fallback in plans:
+            reason = decision.reason
             if fallback is not None:
                 registry.register_candidate(con, fallback, fallback.card(), context.run_id)
-                registry.record_gate(con, name, fallback.version, True, f"fallback: {reason}")
+                # The fallback carries the decision that made it serve, as its reason does.
+                registry.record_gate(con, name, fallback.version, True, decision.action, f"fallback: {reason}")
                 registry.promote(con, landing.layout.serving, name, fallback.version,
                                  f"BG/NBD + Gamma-Gamma serves: the CatBoost candidate {version} did not pass ({reason})",
                                  write=False)
@@ -281,7 +263,7 @@ def _apply_gate(context, config, warehouse, landing, candidates, metrics, lineag
                 outcome = "awaiting approval (mlsys models promote)"
             elif outcome == "keep":
                 outcome = "rejected; production keeps serving"
-            decisions.append((name, version, outcome, reason))
+            decisions.append((name, version, outcome, decision))
         if any(p[2] == "promote" or p[4] is not None for p in plans):
             registry.write_pointer_from_table(con, landing.layout.serving, "; ".join(f"{d[0]}: {d[2]}" for d in decisions))
     return decisions
@@ -333,14 +315,16 @@ def model_registry(
         history = markdown_table(con, "SELECT model, version, kind, state, state_changed_at, gate_reason "
                                       "FROM ml.model_registry WHERE state <> 'evaluated' ORDER BY created_at DESC LIMIT 10")
     problems = _loadable(landing, warehouse, cutoffs)
-    lines = ["| model | version | outcome | reason |", "|---|---|---|---|"]
-    lines += [f"| {m} | {v} | {o} | {r} |" for m, v, o, r in decisions]
+    served, undefined = served_metadata({m: version_from_path(Path(p[1])).card() for m, p in production.items() if p},
+                                        metrics)
     return MaterializeResult(
         metadata={
-            "decisions": MetadataValue.md("\n".join(lines)),
+            **_decision_metadata(landing, decisions, production),
             "production": MetadataValue.json({m: (p[0] if p else None) for m, p in production.items()}),
             **{f"{m}_served_by": ("btyd" if p and "-btyd-" in p[0] else "catboost" if p else "none")
                for m, p in production.items()},
+            **{name: MetadataValue.float(value) for name, value in served.items()},
+            "served_metrics_not_defined": MetadataValue.text(", ".join(undefined) or "none"),
             "approval_mode": config.approval,
             "recent_versions": history,
             "production_pointer": MetadataValue.path(str(landing.layout.serving / "production.json")),
@@ -348,3 +332,17 @@ def model_registry(
         check_results=[AssetCheckResult(check_name="production_model_loadable", passed=not problems,
                                         metadata={"problems": MetadataValue.json(problems)})],
     )
+
+
+def _decision_metadata(landing: LandingZone, decisions: list[tuple], production: dict) -> dict[str, MetadataValue]:
+    """Per target, the decision in full as text (a Markdown table cell is cut off in the UI), also written into
+    the candidate's report, and the link to that report."""
+    metadata = {}
+    for name, version, outcome, decision in decisions:
+        text = decision_text(decision.action, production[name][0] if production[name] else None, version, outcome,
+                             decision.reason)
+        metadata[f"{name}_decision"] = MetadataValue.text(text)
+        report = model_report_path(landing.layout.reports, name, version)
+        if record_decision(report, text, decision.passed):
+            metadata[f"{name}_model_report"] = report_link(report, landing.layout.reports)
+    return metadata

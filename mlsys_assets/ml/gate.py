@@ -47,16 +47,27 @@ def _against_btyd(target: Target, value: dict, max_abs_bias_pct: float, min_impr
             if mine > bound:
                 failures.append(f"|bias| {mine:.1f}% is beyond {bound:.1f}% (max of ±{max_abs_bias_pct}% and BG/NBD's)")
         elif not np.isnan(theirs) and not _no_worse(metric, mine, theirs):
-            failures.append(f"{metric} {mine:.4f} is worse than BG/NBD's {theirs:.4f}")
+            mine_text, theirs_text = _distinct(mine, theirs)
+            failures.append(f"{metric} {mine_text} is worse than BG/NBD's {theirs_text}")
     return failures
+
+
+def _distinct(mine: float, theirs: float) -> tuple[str, str]:
+    """Both values to 4 decimals, or to as many more as it takes for them to read differently (a reason
+    that says "0.8557 is worse than 0.8557" explains nothing)."""
+    for decimals in range(4, 9):
+        mine_text, theirs_text = f"{mine:.{decimals}f}", f"{theirs:.{decimals}f}"
+        if mine_text != theirs_text:
+            break
+    return mine_text, theirs_text
 
 
 def _at_every_cutoff(target: Target, by_cutoff: dict[str, dict[tuple[str, str], float]]) -> list[str]:
     """On its error metric the candidate may lose to BG/NBD at no cutoff: better on average but worse in
     one season (the holiday window, say) is how a model loses on the one future window that matters."""
     metric = target.blend_metric
-    return [f"{metric} {values[('candidate', metric)]:.4f} is worse than BG/NBD's {values[('bgnbd', metric)]:.4f} "
-            f"at the cutoff {cutoff}"
+    return [f"{metric} %s is worse than BG/NBD's %s at the cutoff {cutoff}"
+            % _distinct(values[("candidate", metric)], values[("bgnbd", metric)])
             for cutoff, values in sorted(by_cutoff.items())
             if ("candidate", metric) in values and ("bgnbd", metric) in values
             and not _no_worse(metric, values[("candidate", metric)], values[("bgnbd", metric)])]

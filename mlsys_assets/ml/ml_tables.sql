@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS ml.model_registry (
     metrics             VARCHAR,             -- JSON: holdout metrics of this version and of the baselines
     gate_passed         BOOLEAN,
     gate_reason         VARCHAR,
+    gate_action         VARCHAR,             -- the gate's action (ml/gate.py): promote, serve btyd or keep production
     previous_production VARCHAR,             -- what `mlsys models rollback` returns to
     run_id              VARCHAR              -- the Dagster run that trained it
 );
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS ml.model_evaluation (
 -- Columns added after the first release: an older warehouse gets them on the next run.
 ALTER TABLE ml.model_registry ADD COLUMN IF NOT EXISTS kind VARCHAR;      -- catboost, or btyd (BG/NBD + Gamma-Gamma)
 ALTER TABLE ml.model_registry ADD COLUMN IF NOT EXISTS refit_of VARCHAR;  -- the evaluated version this refit repeats
+ALTER TABLE ml.model_registry ADD COLUMN IF NOT EXISTS gate_action VARCHAR;  -- NULL on rows gated before it existed
 ALTER TABLE ml.model_evaluation ADD COLUMN IF NOT EXISTS cutoff DATE;     -- the backtest cutoff; NULL = mean over cutoffs
 
 -- Every backtest forecast of a candidate: what it would have said at each cutoff, and what happened.

@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from mlsys_assets.ml.gate import SERVE_BTYD
 from mlsys_assets.ml.model_store import ModelVersion, pointer_path, save_version, write_pointer
 from mlsys_assets.ml.targets import TARGETS
 from mlsys_assets.resources import transaction
@@ -77,10 +78,13 @@ def production(con: duckdb.DuckDBPyConnection, model: str) -> tuple[str, str] | 
     return (row[0], row[1]) if row else None
 
 
-def record_gate(con: duckdb.DuckDBPyConnection, model: str, version: str, passed: bool, reason: str) -> None:
+def record_gate(con: duckdb.DuckDBPyConnection, model: str, version: str, passed: bool, action: str,
+                reason: str) -> None:
+    """The gate's result on a version's row; `action` is its decision's: gate.PROMOTE, SERVE_BTYD or KEEP_PRODUCTION."""
     con.execute(
-        "UPDATE ml.model_registry SET gate_passed = ?, gate_reason = ? WHERE model = ? AND version = ?",
-        [passed, reason, model, version],
+        "UPDATE ml.model_registry SET gate_passed = ?, gate_action = ?, gate_reason = ? "
+        "WHERE model = ? AND version = ?",
+        [passed, action, reason, model, version],
     )
     if not passed:
         _set_state(con, model, version, "rejected", reason)
@@ -164,7 +168,7 @@ def ensure_every_target_served(con: duckdb.DuckDBPyConnection, models_root: Path
             continue
         version = save_version(models_root, name, None, btyd_card(name, horizon_days, note="no model trained yet"))
         register_candidate(con, version, version.card(), run_id)
-        record_gate(con, name, version.version, True, "no model trained yet: the classic model serves")
+        record_gate(con, name, version.version, True, SERVE_BTYD, "no model trained yet: the classic model serves")
         promote(con, serving_root, name, version.version, "no model trained yet: BG/NBD + Gamma-Gamma serves", write=False)
         promoted.append(version)
     if promoted:

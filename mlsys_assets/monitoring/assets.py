@@ -28,8 +28,9 @@ from dagster import (
 from mlsys_assets.features.snapshot import CATEGORICAL_FEATURES, NUMERIC_FEATURES, WINDOWS_DAYS
 from mlsys_assets.ml.metrics import churn_metrics, spend_metrics
 from mlsys_assets.ml.model_store import ModelVersion, NoProductionModelError, production_version
-from mlsys_assets.monitoring.report_index import prune_reports, write_index
-from mlsys_assets.partitions import daily_partitions, partition_days, recent_days_eager
+from mlsys_assets.monitoring.report_index import prune_reports, refresh_index
+from mlsys_assets.monitoring.report_metadata import number, report_day, report_metadata, rounded
+from mlsys_assets.partitions import daily_partitions, recent_days_eager
 from mlsys_assets.resources import (
     WAREHOUSE_POOL,
     ForecastSettings,
@@ -83,7 +84,7 @@ def _store(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings,
     result: "ReportResult", day: dt.date, model_version: str | None,
 ) -> str:
-    """Record the run and its metrics, prune old HTML, rewrite the index; returns the report id."""
+    """Record the run and its metrics, prune old HTML, rewrite the index and its dashboard; returns the report id."""
     report_id = f"{result.kind}:{day}:{context.run_id[:8]}"
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     metric_rows = [
@@ -105,39 +106,11 @@ def _store(
             )
             if metric_rows:
                 con.executemany("INSERT INTO monitoring.metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", metric_rows)
-        index_rows = con.execute(
-            """
-            SELECT report_id, kind, partition_day::VARCHAR AS partition, model_version, reference_rows, current_rows,
-                   passed, html_path, headline, created_at::VARCHAR AS created_at
-            FROM monitoring.reports
-            QUALIFY row_number() OVER (PARTITION BY kind, partition_day ORDER BY created_at DESC) = 1
-            ORDER BY kind, partition_day DESC
-            """
-        ).df()
-    reports_root = landing.layout.reports
-    prune_reports(reports_root, result.kind, settings.report_retention_days)
-    rows = index_rows.to_dict("records")
-    for row in rows:
-        row["headline"] = json.loads(row["headline"])
-        row["passed"] = bool(row["passed"])
-    write_index(reports_root, rows)
+        # Pruned first, so the index marks a pruned report as such; written on this connection, which sees
+        # the report just stored and the registry, evaluations and predictions the dashboard shows.
+        prune_reports(landing.layout.reports, result.kind, settings.report_retention_days)
+        refresh_index(con, landing.layout.reports, landing.layout.serving, settings.drift_share_threshold)
     return report_id
-
-
-def _metadata(result: "ReportResult", report_id: str, landing: LandingZone) -> dict:
-    # Numeric headline values as their own entries: the UI plots each over the partitions.
-    numbers = {k: float(v) for k, v in result.headline.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
-    return {
-        **numbers,
-        "report_id": report_id,
-        "report": MetadataValue.path(str(result.html_path)),
-        "index": MetadataValue.path(str(landing.layout.reports / "index.html")),
-        "passed": result.passed,
-        "reference_rows": result.reference_rows,
-        "current_rows": result.current_rows,
-        "headline": MetadataValue.json(result.headline),
-    }
 
 
 def default_alert_features(history_days: int) -> list[str]:
@@ -173,7 +146,8 @@ def _drift_check(name: str, result: "ReportResult", settings: MonitoringSettings
         check_name=name,
         passed=share <= settings.drift_share_threshold and not watched_drifted,
         severity=AssetCheckSeverity(settings.alert_severity),
-        metadata={"drift_share": share, "threshold": settings.drift_share_threshold,
+        metadata={"drift_share": number(share),
+                  "threshold": MetadataValue.float(settings.drift_share_threshold),
                   "watched_columns_drifted": MetadataValue.json(watched_drifted),
                   "drifted_columns": MetadataValue.json(sorted(drifted))},
     )
@@ -183,13 +157,14 @@ def _drift_check(name: str, result: "ReportResult", settings: MonitoringSettings
     key=["monitoring", "feature_drift_report"],
     group_name="monitoring",
     partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
+    backfill_policy=BackfillPolicy.multi_run(1),
     deps=[AssetDep(["features", "customer_features"]), AssetDep(["ml", "model_registry"])],
     pool=WAREHOUSE_POOL,
     kinds={"evidently"},
     automation_condition=recent_days_eager,
     description="Evidently data drift: the production LTV model's training features (its reference sample) against "
-                "the day's feature snapshot. HTML under data/reports/feature_drift/<day>.html.",
+                "the day's feature snapshot; the alert features are tested, the age-like ones shown untested. "
+                "HTML under `data/reports/feature_drift/<day>.html`.",
     check_specs=[AssetCheckSpec("feature_drift", asset=["monitoring", "feature_drift_report"],
                                 description="Share of drifted features at most drift_share_threshold, and none of "
                                             "the production model's most important features drifted.")],
@@ -197,7 +172,7 @@ def _drift_check(name: str, result: "ReportResult", settings: MonitoringSettings
 def feature_drift_report(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings
 ) -> MaterializeResult:
-    day = partition_days(context)[1]
+    day = report_day(context)
     versions = _production(landing)
     reference = _reference(versions["ltv"], "train")
     with warehouse.connect(read_only=True) as con:
@@ -220,7 +195,8 @@ def feature_drift_report(
     )
     report_id = _store(context, warehouse, landing, settings, result, day, versions["ltv"].version)
     return MaterializeResult(
-        metadata={**_metadata(result, report_id, landing), "watched_features": MetadataValue.json(watched)},
+        metadata={**report_metadata(result, report_id, landing.layout.reports, len(current)),
+                  "watched_features": MetadataValue.json(watched)},
         check_results=[_drift_check("feature_drift", result, settings, watched)],
     )
 
@@ -229,20 +205,21 @@ def feature_drift_report(
     key=["monitoring", "prediction_drift_report"],
     group_name="monitoring",
     partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
+    backfill_policy=BackfillPolicy.multi_run(1),
     deps=[AssetDep(["predictions", "customer_predictions"])],
     pool=WAREHOUSE_POOL,
     kinds={"evidently"},
     automation_condition=recent_days_eager,
-    description="Evidently drift of the forecasts: the production models' predictions on their training rows against "
-                "the day's predictions (predicted spend and churn probability).",
+    description="Evidently drift of the forecasts: the production models' predictions on their newest backtest "
+                "cutoff (the holdout day) against the day's predictions (predicted spend and churn probability). "
+                "HTML under `data/reports/prediction_drift/<day>.html`.",
     check_specs=[AssetCheckSpec("prediction_drift", asset=["monitoring", "prediction_drift_report"],
-                                description="Neither forecast's distribution drifted from training time.")],
+                                description="Neither forecast's distribution drifted from the holdout day's.")],
 )
 def prediction_drift_report(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings
 ) -> MaterializeResult:
-    day = partition_days(context)[1]
+    day = report_day(context)
     versions = _production(landing)
     # The holdout day is one cross-section like the day's, and the newest the models were validated on:
     # forecasts already account for the season, while a year of training rows mixes shop ages (the churn
@@ -268,7 +245,7 @@ def prediction_drift_report(
     version = f"{versions['ltv'].version},{versions['churn'].version}"
     report_id = _store(context, warehouse, landing, settings, result, day, version)
     return MaterializeResult(
-        metadata=_metadata(result, report_id, landing),
+        metadata=report_metadata(result, report_id, landing.layout.reports, len(current)),
         check_results=[_drift_check("prediction_drift", result, settings, columns)],
     )
 
@@ -277,13 +254,15 @@ def prediction_drift_report(
     key=["monitoring", "model_performance_report"],
     group_name="monitoring",
     partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
+    backfill_policy=BackfillPolicy.multi_run(1),
     deps=[AssetDep(["predictions", "customer_predictions"]), AssetDep(["raw", "transactions"])],
     pool=WAREHOUSE_POOL,
     kinds={"evidently"},
     automation_condition=recent_days_eager,
     description="Evidently regression and classification quality of the forecasts made H days before the day, "
-                "against what those customers actually did since: runs once labels have matured.",
+                "against what those customers actually did since: runs once labels have matured. It has no "
+                "reference dataset: its check compares the matured metrics with the models' own holdout "
+                "evaluation. HTML under `data/reports/model_performance/<day>.html`.",
     check_specs=[AssetCheckSpec("performance_drop", asset=["monitoring", "model_performance_report"],
                                 description="Matured churn AUC and spend Gini within performance_tolerance of the "
                                             "model's own holdout evaluation.")],
@@ -292,7 +271,7 @@ def model_performance_report(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings,
     forecast: ForecastSettings,
 ) -> MaterializeResult:
-    day = partition_days(context)[1]
+    day = report_day(context)
     made_on = day - dt.timedelta(days=forecast.horizon_days)
     with warehouse.connect(read_only=True) as con:
         frame = con.execute(
@@ -323,22 +302,36 @@ def model_performance_report(
     report_id = _store(context, warehouse, landing, settings, result, day, f"{ltv_version},{churn_version}")
     matured = {**spend_metrics(frame["actual_spend"], frame["predicted_spend"]),
                **churn_metrics(frame["churned"], frame["churn_probability"])}
+    expected = _holdout_metrics(landing, {"ltv": ltv_version, "churn": churn_version})
+    return MaterializeResult(
+        metadata={**report_metadata(result, report_id, landing.layout.reports, len(frame)),
+                  "predictions_made_on": str(made_on),
+                  "compared_with": "no reference dataset: the check compares the matured gini and roc_auc with "
+                                   "the models' holdout evaluation (expected_metrics)",
+                  "matured_metrics": MetadataValue.json(rounded(matured)),
+                  "expected_metrics": MetadataValue.json(rounded(expected))},
+        check_results=[_performance_check(matured, expected, settings)],
+    )
+
+
+def _holdout_metrics(landing: LandingZone, versions: dict[str, str]) -> dict[str, float]:
+    """Each model's evaluation at its newest backtest cutoff (`metrics.holdout` of its card), merged."""
     expected = {}
-    for name, version in (("ltv", ltv_version), ("churn", churn_version)):
+    for name, version in versions.items():
         path = landing.layout.models / name / version / "card.json"
         if path.exists():
             expected.update(json.loads(path.read_text())["metrics"]["holdout"])
+    return expected
+
+
+def _performance_check(matured: dict, expected: dict, settings: MonitoringSettings) -> AssetCheckResult:
     drops = {m: expected[m] - matured[m] for m in ("gini", "roc_auc") if m in expected and not pd.isna(matured[m])}
-    return MaterializeResult(
-        metadata={**_metadata(result, report_id, landing), "predictions_made_on": str(made_on),
-                  "matured_metrics": MetadataValue.json({k: round(v, 4) for k, v in matured.items()})},
-        check_results=[AssetCheckResult(
-            check_name="performance_drop",
-            passed=all(drop <= settings.performance_tolerance for drop in drops.values()),
-            severity=AssetCheckSeverity(settings.alert_severity),
-            metadata={"drop_vs_evaluation": MetadataValue.json({k: round(v, 4) for k, v in drops.items()}),
-                      "tolerance": settings.performance_tolerance},
-        )],
+    return AssetCheckResult(
+        check_name="performance_drop",
+        passed=all(drop <= settings.performance_tolerance for drop in drops.values()),
+        severity=AssetCheckSeverity(settings.alert_severity),
+        metadata={"drop_vs_evaluation": MetadataValue.json(rounded(drops)),
+                  "tolerance": MetadataValue.float(settings.performance_tolerance)},
     )
 
 
@@ -346,23 +339,24 @@ def model_performance_report(
     key=["monitoring", "data_quality_report"],
     group_name="monitoring",
     partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
+    backfill_policy=BackfillPolicy.multi_run(1),
     deps=[AssetDep(["raw", "transactions"])],
     pool=WAREHOUSE_POOL,
     kinds={"evidently"},
     automation_condition=recent_days_eager,
     description="Evidently data summary and drift of the newest week of raw transactions against the four weeks "
-                "before it (amount, quantity, hour and weekday of purchase).",
+                "before it (amount, quantity, hour and weekday of purchase). "
+                "HTML under `data/reports/data_quality/<day>.html`.",
     check_specs=[AssetCheckSpec("data_quality", asset=["monitoring", "data_quality_report"],
                                 description="Warns when the newest week's transactions drift from the previous weeks.")],
 )
 def data_quality_report(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings
 ) -> MaterializeResult:
-    day = partition_days(context)[1]
+    day = report_day(context)
     query = """
         SELECT amount::DOUBLE AS amount, coalesce(quantity, 1)::DOUBLE AS quantity,
-               hour(event_time)::DOUBLE AS hour_of_day, dayname(event_date) AS weekday
+               hour(event_time)::DOUBLE AS hour_of_day, dayname(event_date) AS weekday, delivery_date
         FROM raw.transactions WHERE delivery_date > ? AND delivery_date <= ?
     """
     with warehouse.connect(read_only=True) as con:
@@ -373,8 +367,10 @@ def data_quality_report(
         landing.layout.reports / "data_quality" / f"{day}.html", row_cap=settings.row_cap, seed=settings.seed,
     )
     report_id = _store(context, warehouse, landing, settings, result, day, None)
+    # The report compares a week, but the partition is the day: its row count is the day's delivery.
+    day_rows = int((current["delivery_date"] == pd.Timestamp(day)).sum())
     return MaterializeResult(
-        metadata=_metadata(result, report_id, landing),
-        check_results=[AssetCheckResult(check_name="data_quality", passed=result.passed,
-                                        severity=AssetCheckSeverity.WARN, metadata={"headline": MetadataValue.json(result.headline)})],
+        metadata=report_metadata(result, report_id, landing.layout.reports, day_rows),
+        check_results=[AssetCheckResult(check_name="data_quality", passed=result.passed, severity=AssetCheckSeverity.WARN,
+                                        metadata={"headline": MetadataValue.json(rounded(result.headline))})],
     )

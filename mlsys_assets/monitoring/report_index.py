@@ -1,7 +1,8 @@
 """The report index (`<reports_root>/index.html`) and the pruning of old report HTML.
 
-The index is one self-contained page: inline CSS, no script, no external asset, so it opens offline from
-the file system. It lists every report the caller passes, grouped by kind and newest first, with a
+The index is one self-contained page: inline CSS and SVG, no script, no external asset, so it opens offline
+from the file system. It starts with the model and monitoring dashboard when the caller passes one
+(dashboard.py), then lists every report the caller passes, grouped by kind and newest first, with a
 relative link to `<kind>/<day>.html` while that file exists. Plain library code: no Dagster here.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import math
 import os
 import tempfile
@@ -16,6 +18,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+import duckdb
+
+from mlsys_assets.monitoring.dashboard import DASHBOARD_CSS, Dashboard, read_dashboard, render_dashboard
 
 KIND_ORDER = ("feature_drift", "prediction_drift", "model_performance", "data_quality")
 KIND_TITLES = {
@@ -43,28 +49,41 @@ HEADLINE_LABELS = {
     "failed_tests": "failed tests",
 }
 
+# The page stays within 1,400 px and every cell wraps: one unbroken list of drift scores once made it 4,600 px
+# wide. Fixed table layout gives each column its <colgroup> width instead of its longest word's.
 _CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px; color: #222; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
+       max-width: 1400px; margin: 24px auto; padding: 0 24px; box-sizing: border-box; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 18px; margin: 28px 0 8px; }
 .meta { color: #666; font-size: 13px; margin-bottom: 16px; }
-table { border-collapse: collapse; width: 100%; font-size: 13px; }
-th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid #e5e5e5; vertical-align: top; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; table-layout: fixed; }
+th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid #e5e5e5; vertical-align: top;
+         overflow-wrap: anywhere; }
 th { background: #f6f6f6; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; }
+.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600;
+         white-space: nowrap; }
 .pass { background: #e3f4e8; color: #17692f; }
 .fail { background: #fbe4e4; color: #a31515; }
 tr.failed td:first-child { border-left: 3px solid #d33; }
-.headline span { display: inline-block; margin-right: 12px; white-space: nowrap; }
+.headline > span { display: inline-block; max-width: 100%; margin-right: 12px; }
 .headline b { font-weight: 600; }
+.headline details { margin-top: 2px; }
+.headline summary { cursor: pointer; color: #444; }
 .pruned { color: #888; }
 code { background: #f3f3f3; padding: 0 4px; border-radius: 3px; }
-"""
+""" + DASHBOARD_CSS
+# A list or mapping longer than this folds into a <details> element: its items, not the row, take the space.
+INLINE_ITEMS = 6
+_REPORT_COLUMNS = ('<colgroup><col style="width:100px"><col style="width:76px"><col style="width:17%">'
+                   '<col style="width:96px"><col style="width:96px"><col><col style="width:15%"><col style="width:150px">'
+                   '</colgroup>')
 
 
-def write_index(reports_root: Path | str, rows: Iterable[Mapping[str, Any]]) -> Path:
-    """Write ``reports_root/index.html`` listing ``rows`` (atomically: a temporary file, then ``os.replace``).
+def write_index(reports_root: Path | str, rows: Iterable[Mapping[str, Any]], dashboard: Dashboard | None = None) -> Path:
+    """Write ``reports_root/index.html``: the ``dashboard`` (if given), then ``rows`` (atomically: a temporary
+    file, then ``os.replace``).
 
     Each row has: report_id, kind, partition (the day), model_version, reference_rows, current_rows, passed,
     html_path, headline (dict), created_at. Rows are grouped by kind (known kinds first) and sorted newest
@@ -90,6 +109,9 @@ def write_index(reports_root: Path | str, rows: Iterable[Mapping[str, Any]]) -> 
         "<h1>Monitoring reports</h1>",
         f'<div class="meta">{len(rows)} report(s), {failed} failed · generated {html.escape(generated)}</div>',
     ]
+    if dashboard is not None:
+        parts.append(render_dashboard(dashboard, root))
+    parts.append('<section id="reports">')
     if not rows:
         parts.append("<p>No reports yet.</p>")
     for kind in kinds:
@@ -101,13 +123,31 @@ def write_index(reports_root: Path | str, rows: Iterable[Mapping[str, Any]]) -> 
             f'<span class="meta">({len(ordered)}, {kind_failed} failed)</span></h2>'
         )
         parts.append(
-            "<table><thead><tr><th>day</th><th>result</th><th>model version</th><th>reference rows</th>"
+            f"<table>{_REPORT_COLUMNS}<thead><tr><th>day</th><th>result</th><th>model version</th><th>reference rows</th>"
             "<th>current rows</th><th>headline</th><th>report</th><th>created</th></tr></thead><tbody>"
         )
         parts.extend(_row_html(root, row) for row in ordered)
         parts.append("</tbody></table>")
-    parts.append("</body></html>\n")
+    parts.append("</section></body></html>\n")
     return write_text_atomically(root / "index.html", "\n".join(parts))
+
+
+def refresh_index(con: duckdb.DuckDBPyConnection, reports_root: Path | str, serving_root: Path,
+                  drift_threshold: float | None = None) -> Path:
+    """Rewrite the index from the warehouse: the newest report of each kind and day from monitoring.reports,
+    and the dashboard (what serves, the gate's decisions, the trends). `con` may be read-only."""
+    rows = [dict(zip(("report_id", "kind", "partition", "model_version", "reference_rows", "current_rows",
+                      "passed", "html_path", "headline", "created_at"), row)) for row in con.execute(
+        """
+        SELECT report_id, kind, partition_day::VARCHAR, model_version, reference_rows, current_rows, passed,
+               html_path, headline, strftime(r.created_at, '%Y-%m-%d %H:%M:%S')
+        FROM monitoring.reports r
+        QUALIFY row_number() OVER (PARTITION BY kind, partition_day ORDER BY r.created_at DESC) = 1
+        ORDER BY kind, partition_day DESC
+        """).fetchall()]
+    for row in rows:
+        row["headline"] = json.loads(row["headline"])
+    return write_index(reports_root, rows, read_dashboard(con, serving_root, rows, drift_threshold))
 
 
 def prune_reports(reports_root: Path | str, kind: str, keep_latest: int) -> list[Path]:
@@ -196,7 +236,11 @@ def _headline_html(headline: Any) -> str:
         if value is None or (isinstance(value, (list, tuple, Mapping)) and not value):
             continue  # nothing to say: an empty list of constant columns, an undefined AUC
         label = HEADLINE_LABELS.get(key, str(key).replace("_", " "))
-        items.append(f"<span>{html.escape(label)} <b>{html.escape(_number(value))}</b></span>")
+        if isinstance(value, (list, tuple, Mapping)) and len(value) > INLINE_ITEMS:
+            items.append(f"<details><summary>{html.escape(label)} ({len(value)})</summary>"
+                         f"{html.escape(_number(value))}</details>")
+        else:
+            items.append(f"<span>{html.escape(label)} <b>{html.escape(_number(value))}</b></span>")
     return f'<div class="headline">{"".join(items) or "—"}</div>'
 
 

@@ -14,7 +14,6 @@ from dagster import (
     AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
-    AutomationCondition,
     BackfillPolicy,
     Config,
     Failure,
@@ -29,7 +28,7 @@ from mlsys_assets.metadata import ddl_column_schema, markdown_table
 from mlsys_assets.ml import registry
 from mlsys_assets.ml.model_store import NoProductionModelError
 from mlsys_assets.ml.scoring import ProductionModels
-from mlsys_assets.partitions import daily_partitions, partition_days, recent_days_eager
+from mlsys_assets.partitions import daily_partitions, flow_on_new_data, partition_days, recent_days_eager
 from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse, transaction
 
 PREDICTION_TABLES_DDL = (Path(__file__).parent / "prediction_tables.sql").read_text()
@@ -159,7 +158,7 @@ class RetentionTargetsConfig(Config):
     description=(
         "The retention team's action list: customers in the top predicted-spend decile whose churn probability "
         "is at least 0.5 (both configurable), ranked by value at risk (forecast spend x churn probability). "
-        "Also exported as data/exports/retention_targets/<day>.csv."
+        "Also exported as `data/exports/retention_targets/<day>.csv`."
     ),
     metadata={"dagster/column_schema": ddl_column_schema(PREDICTION_TABLES_DDL, "predictions.retention_targets"),
               "dagster/table_name": "predictions.retention_targets"},
@@ -219,7 +218,7 @@ def retention_targets(
     key=["predictions", "online_features"],
     group_name="predictions",
     deps=[AssetDep(CUSTOMER_FEATURES), AssetDep(MODEL_REGISTRY)],
-    automation_condition=AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed(),
+    automation_condition=flow_on_new_data,
     pool=WAREHOUSE_POOL,
     kinds={"parquet"},
     description=(
