@@ -306,6 +306,7 @@ def promote(version: str, force: bool, data_dir: str | None) -> None:
             registry.promote(con, layout.serving, model, version, "promoted by hand" + (" (forced)" if force else ""))
         except registry.RegistryError as exc:
             raise click.ClickException(str(exc)) from exc
+        _refresh_dashboard(con, layout)
     click.echo(f"{version} is now the production {model} model; pointer: {layout.serving / 'production.json'}")
 
 
@@ -325,6 +326,16 @@ def rollback(model_names: str, data_dir: str | None) -> None:
             except registry.RegistryError as exc:
                 raise click.ClickException(str(exc)) from exc
             click.echo(f"{model}: {restored} is production again ({retired} retired)")
+        _refresh_dashboard(con, layout)
+
+
+def _refresh_dashboard(con, layout: DataLayout) -> None:
+    """The report index's dashboard shows what serves: rewrite it after a change by hand (when there is one)."""
+    if (layout.reports / "index.html").exists():
+        from mlsys_assets.monitoring.report_index import refresh_index
+        from mlsys_assets.resources import MonitoringSettings
+
+        refresh_index(con, layout.reports, layout.serving, MonitoringSettings().drift_share_threshold)
 
 
 def _warehouse(layout: DataLayout):

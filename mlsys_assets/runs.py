@@ -168,8 +168,10 @@ def retrain(echo: Echo = print, examples_config: dict | None = None) -> bool:
     if _warehouse_row("SELECT max(delivery_date) FROM features.customer_daily", not_built, echo) is None:
         return False
     with instance() as dagster_instance:
-        return run_job(dagster_instance, defs.resolve_job_def("weekly_retraining"), "weekly_retraining", echo,
-                       ops_config=ops).success
+        ok = run_job(dagster_instance, defs.resolve_job_def("weekly_retraining"), "weekly_retraining", echo,
+                     ops_config=ops).success
+    refresh_report_index()
+    return ok
 
 
 def score_recent_days(echo: Echo = print, days: int = 1) -> dt.date | None:
@@ -272,19 +274,20 @@ def monitor_recent_days(echo: Echo = print, days: int = 1, every: int = 1) -> tu
             echo("drift_retraining: an alert was raised, retraining now (the gate decides what serves)")
             retraining = run_job(dagster_instance, defs.resolve_job_def("weekly_retraining"), "weekly_retraining", echo,
                                  sensed.run_requests[0].tags)
-            _refresh_report_index()
+            refresh_report_index()
             return retraining.success and ok, True
         echo(f"drift_retraining: {sensed.skip_reason.skip_message}")
     return ok, False
 
 
-def _refresh_report_index() -> None:
-    """The index is rewritten by each report; after a retraining it is rewritten once more, so its dashboard
-    shows the gate's new decisions and what serves now."""
+def refresh_report_index() -> None:
+    """The index is rewritten by each report; after a retraining it is rewritten once more (when there is one),
+    so its dashboard shows the gate's new decisions and what serves now."""
     warehouse: Warehouse = defs.resources["warehouse"]
     layout = defs.resources["landing"].layout
-    with warehouse.connect(read_only=True) as con:
-        refresh_index(con, layout.reports, layout.serving, defs.resources["settings"].drift_share_threshold)
+    if (layout.reports / "index.html").exists():
+        with warehouse.connect(read_only=True) as con:
+            refresh_index(con, layout.reports, layout.serving, defs.resources["settings"].drift_share_threshold)
 
 
 def _echo_headlines(warehouse: Warehouse, day: dt.date, echo: Echo) -> None:

@@ -202,3 +202,23 @@ def test_refresh_index_reads_the_newest_report_of_each_day_from_the_warehouse(sh
     page = refresh_index(con, reports, serving, 0.3).read_text()
     assert "drift share <b>0.2</b>" in page and "drift share <b>0.9</b>" not in page
     assert 'data-target="churn"' in page and re.search(r'id="trend-drift-share">.*?data-points="1"', page)
+
+
+def test_a_promotion_by_hand_rewrites_the_dashboard(shop) -> None:
+    """`mlsys models promote|rollback` change what serves: the index's dashboard follows at once."""
+    from click.testing import CliRunner
+
+    from mlsys_assets.cli import main
+
+    con, serving, reports = shop
+    con.execute("CREATE SCHEMA monitoring")
+    con.execute((PACKAGE / "monitoring" / "monitoring_tables.sql").read_text())
+    refresh_index(con, reports, serving, 0.3)
+    con.close()
+
+    result = CliRunner().invoke(main, ["models", "promote", "ltv-1", "--data-dir", str(serving.parent)])
+
+    assert result.exit_code == 0, result.output
+    production = _section((reports / "index.html").read_text(encoding="utf-8"), "production")
+    ltv = production[production.index('data-target="ltv"'):production.index('data-target="churn"')]
+    assert "ltv-1" in ltv and "ltv-btyd-2" not in ltv

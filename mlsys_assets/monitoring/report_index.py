@@ -273,7 +273,9 @@ def _row_html(root: Path, row: Mapping[str, Any]) -> str:
         f"<td>{_text(row.get('partition'))}</td>"
         f"<td>{badge}</td>"
         f"<td>{_text(row.get('model_version'))}</td>"
-        f'<td class="num">{_count(row.get("reference_rows"))}</td>'
+        # The performance report has no reference dataset (it compares matured labels with the holdout
+        # metrics): its stored 0 would read as an empty reference.
+        f'<td class="num">{"—" if row.get("kind") == "model_performance" else _count(row.get("reference_rows"))}</td>'
         f'<td class="num">{_count(row.get("current_rows"))}</td>'
         f"<td>{_headline_html(row.get('headline'))}</td>"
         f"<td>{_link(root, row)}</td>"
