@@ -428,12 +428,12 @@ def direct_catboost(shop: Shop, newest: dt.date) -> dict:
 def child_update_day(day: dt.date) -> dict:
     """Ingest one day, then customer_daily, customer_features and customer_predictions for it."""
     from dagster import AssetKey
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+    from mlsys_assets.automation.tags import range_tags
     from mlsys_assets.definitions import defs
     from mlsys_assets.runs import instance, run_job
 
-    tags = {ASSET_PARTITION_RANGE_START_TAG: day.isoformat(), ASSET_PARTITION_RANGE_END_TAG: day.isoformat()}
+    tags = range_tags(day, day)
     features, scoring = defs.resolve_job_def("refresh_features"), defs.resolve_job_def("daily_scoring")
     runs = (
         ("ingest_transactions", defs.resolve_job_def("ingest_transactions")),

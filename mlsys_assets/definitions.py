@@ -4,27 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import (
-    AssetSelection,
-    AutomationConditionSensorDefinition,
-    DefaultSensorStatus,
-    Definitions,
-    in_process_executor,
-)
+from dagster import Definitions, in_process_executor
 
+from mlsys_assets.automation import JOBS, SCHEDULES, SENSORS
 from mlsys_assets.features.assets import customer_daily, customer_features
 from mlsys_assets.ingest.assets import raw_customers, raw_transactions
 from mlsys_assets.ingest.checks import transactions_freshness
-from mlsys_assets.ingest.sensors import ingest_customers_job, ingest_transactions_job, landing_sensor
-from mlsys_assets.jobs import (
-    daily_scoring_job,
-    daily_scoring_schedule,
-    features_job,
-    monitoring_job,
-    online_store_job,
-    retraining_job,
-    weekly_retraining,
-)
 from mlsys_assets.ml.assets import churn_model, ltv_model, training_examples
 from mlsys_assets.ml.evaluation_assets import model_evaluation, model_registry
 from mlsys_assets.monitoring.assets import (
@@ -33,7 +18,6 @@ from mlsys_assets.monitoring.assets import (
     model_performance_report,
     prediction_drift_report,
 )
-from mlsys_assets.monitoring.sensors import drift_retraining
 from mlsys_assets.predictions.assets import customer_predictions, online_features, retention_targets
 from mlsys_assets.demo_oracle import SimulatedShopOracle
 from mlsys_assets.resources import ForecastSettings, LandingZone, MonitoringSettings, Warehouse
@@ -50,17 +34,9 @@ def build_definitions(data_root: Path | str | None = None) -> Definitions:
             data_quality_report, feature_drift_report, prediction_drift_report, model_performance_report,
         ],
         asset_checks=[transactions_freshness],
-        jobs=[ingest_transactions_job, ingest_customers_job, features_job, retraining_job, daily_scoring_job,
-              online_store_job, monitoring_job],
-        schedules=[weekly_retraining, daily_scoring_schedule],
-        sensors=[
-            landing_sensor,
-            drift_retraining,
-            # Dagster ships its automation sensor stopped; this one runs from the start.
-            AutomationConditionSensorDefinition(
-                "automation", target=AssetSelection.all(), default_status=DefaultSensorStatus.RUNNING
-            ),
-        ],
+        jobs=JOBS,
+        schedules=SCHEDULES,
+        sensors=SENSORS,
         # Most steps are short warehouse steps serialized by the `warehouse` pool anyway; a process per
         # step would add ~1.6 s plus ~2.8 s of importing these definitions each (bench/pipeline.py,
         # docs/architecture.md#executors). Jobs that gain from parallel processes set their own executor.

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import duckdb
 from dagster import AssetCheckEvaluation, AssetKey, DagsterInstance, ExecuteInProcessResult, JobDefinition
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from mlsys_assets.automation.drift import evaluate_drift, past_current_alerts
+from mlsys_assets.automation.landing import consecutive_ranges
+from mlsys_assets.automation.tags import TRIGGER_TAG, range_tags
 from mlsys_assets.definitions import defs
-from mlsys_assets.ingest.sensors import consecutive_ranges
 from mlsys_assets.monitoring.report_index import refresh_index
 from mlsys_assets.partitions import calendar_bounds, calendar_refusal, outside_calendar
 from mlsys_assets.recovery import process_tags, recover_dead_runs
@@ -33,10 +34,6 @@ def instance() -> DagsterInstance:
     return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
 
 
-def _range_tags(start: dt.date, end: dt.date) -> dict[str, str]:
-    return {ASSET_PARTITION_RANGE_START_TAG: start.isoformat(), ASSET_PARTITION_RANGE_END_TAG: end.isoformat()}
-
-
 def run_job(dagster_instance: DagsterInstance, job: JobDefinition, label: str, echo: Echo, tags=None,
             ops_config: dict | None = None) -> ExecuteInProcessResult:
     run_config = {**QUIET_RUN_CONFIG, **({"ops": ops_config} if ops_config else {})}
@@ -46,7 +43,7 @@ def run_job(dagster_instance: DagsterInstance, job: JobDefinition, label: str, e
         echo(f"recovered: {line}")
     result = job.execute_in_process(
         instance=dagster_instance, raise_on_error=False, run_config=run_config,
-        tags={"mlsys/trigger": "cli", **process_tags(), **(tags or {})},
+        tags={TRIGGER_TAG: "cli", **process_tags(), **(tags or {})},
     )
     echo(f"{label}: {'success' if result.success else 'FAILED'} (run {result.run_id})")
     for event in result.all_events:
@@ -105,7 +102,7 @@ def ingest_landing_zone(first: dt.date | None, last: dt.date | None, echo: Echo 
             ok &= customers.success
         for start, end in consecutive_ranges(days):
             loaded = run_job(dagster_instance, defs.resolve_job_def("ingest_transactions"),
-                             f"ingest_transactions {start} … {end}", echo, _range_tags(start, end))
+                             f"ingest_transactions {start} … {end}", echo, range_tags(start, end))
             echo_checks(loaded, echo)
             ok &= loaded.success
     if not files:
@@ -156,7 +153,7 @@ def refresh_features(echo: Echo = print) -> bool:
     with instance() as dagster_instance:
         for key, label, start in steps:
             subset = job.get_subset(asset_selection={key})
-            if not run_job(dagster_instance, subset, label, echo, _range_tags(start, last)).success:
+            if not run_job(dagster_instance, subset, label, echo, range_tags(start, last)).success:
                 return False
     return True
 
@@ -190,7 +187,7 @@ def score_recent_days(echo: Echo = print, days: int = 1) -> dt.date | None:
     scoring = defs.resolve_job_def("daily_scoring").get_subset(asset_selection=assets)
     label = f"daily_scoring {first} … {newest}" if first < newest else f"daily_scoring {newest}"
     with instance() as dagster_instance:
-        if not run_job(dagster_instance, scoring, label, echo, _range_tags(first, newest)).success:
+        if not run_job(dagster_instance, scoring, label, echo, range_tags(first, newest)).success:
             return None
         if not run_job(dagster_instance, defs.resolve_job_def("export_online_store"), "export_online_store", echo).success:
             return None
@@ -232,21 +229,17 @@ def _backfill_matured(dagster_instance: DagsterInstance, days: list[dt.date], ec
         AssetKey(["features", "customer_features"]), AssetKey(["predictions", "customer_predictions"])})
     span = f"{missing[0]} … {missing[-1]}" if len(missing) > 1 else str(missing[0])
     return run_job(dagster_instance, backfill, f"daily_scoring {span} (for the performance report)", echo,
-                   _range_tags(missing[0], missing[-1])).success
+                   range_tags(missing[0], missing[-1])).success
 
 
 def monitor_recent_days(echo: Echo = print, days: int = 1, every: int = 1) -> tuple[bool, bool]:
     """Monitoring reports for the newest prediction day (and every `every`-th scored day of the `days` days up
-    to it, one run per day: a report describes one day), then one evaluation of the drift_retraining sensor.
+    to it, one run per day: a report describes one day), then drift_retraining's decision on their alerts.
 
     Returns (success, retrained). The performance report needs the forecasts made H days earlier; where
     there are none (a fresh demo), those days' snapshots and predictions are backfilled first with the
     current production model.
     """
-    from dagster import build_sensor_context
-
-    from mlsys_assets.monitoring.sensors import drift_retraining, new_alerts
-
     no_predictions = "no predictions yet (predictions.customer_predictions): run `mlsys predict` first"
     row = _warehouse_row("SELECT max(as_of) FROM predictions.customer_predictions", no_predictions, echo)
     if row is None:
@@ -255,28 +248,25 @@ def monitor_recent_days(echo: Echo = print, days: int = 1, every: int = 1) -> tu
     with instance() as dagster_instance:
         if not _backfill_matured(dagster_instance, monitored, echo):
             return False, False
-        # The sensor should judge these runs' checks only (the daemon's own sensor keeps a real cursor).
-        seen = new_alerts(dagster_instance, 0)
-        cursor = json.dumps({"after": seen[-1][0] if seen else 0, "last_trigger": 0.0})
+        # Judge these runs' alerts only (the daemon's sensor keeps its own cursor).
+        cursor = past_current_alerts(dagster_instance)
         reports = defs.resolve_job_def("monitoring_reports")
         ok = True
         for day in monitored:
-            result = run_job(dagster_instance, reports, f"monitoring_reports {day}", echo, _range_tags(day, day))
+            result = run_job(dagster_instance, reports, f"monitoring_reports {day}", echo, range_tags(day, day))
             ok &= result.success
             for evaluation in result.get_asset_check_evaluations():
                 if day == monitored[-1] or not evaluation.passed:  # older days: only what failed
                     echo(f"  {check_line(evaluation)}")
         _echo_headlines(defs.resources["warehouse"], monitored[-1], echo)
-        context = build_sensor_context(instance=dagster_instance, cursor=cursor,
-                                       resources={"settings": defs.resources["settings"]})
-        sensed = drift_retraining(context)
-        if sensed.run_requests:
+        decision = evaluate_drift(dagster_instance, cursor, defs.resources["settings"].retraining_cooldown_hours)
+        if decision.retrain:
             echo("drift_retraining: an alert was raised, retraining now (the gate decides what serves)")
             retraining = run_job(dagster_instance, defs.resolve_job_def("weekly_retraining"), "weekly_retraining", echo,
-                                 sensed.run_requests[0].tags)
+                                 decision.tags)
             refresh_report_index()
             return retraining.success and ok, True
-        echo(f"drift_retraining: {sensed.skip_reason.skip_message}")
+        echo(f"drift_retraining: {decision.reason}")
     return ok, False
 
 

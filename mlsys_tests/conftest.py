@@ -10,13 +10,13 @@ from pathlib import Path
 import duckdb
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult, materialize
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 # The partition calendar is fixed when mlsys_assets is first imported. Unset, it would start at the first
 # file of whatever landing zone $MLSYS_DATA_DIR (or ./data) holds, e.g. a demo's; the tests' days start in
 # 2024. Tests of the calendar rule itself run `mlsys` in subprocesses with their own environment.
 os.environ["MLSYS_PARTITIONS_START"] = "2024-01-01"
 
+from mlsys_assets.automation.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlsys_assets.ingest.assets import raw_customers, raw_transactions
 from mlsys_assets.resources import LandingZone, Warehouse
 

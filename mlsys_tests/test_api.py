@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import socket
 import subprocess
@@ -32,8 +31,10 @@ import pytest
 from catboost import CatBoostClassifier, CatBoostRegressor, Pool
 from dagster import DagsterInstance, materialize
 
+from mlsys_assets.api.app import feature_frame
 from mlsys_assets.api.schemas import FeaturePayload
-from mlsys_assets.api.state import StateHolder
+from mlsys_assets.api.state import ServingState, StateHolder
+from mlsys_assets.features.derived import season_features
 from mlsys_assets.features.snapshot import CATEGORICAL_FEATURES, FEATURES
 from mlsys_assets.ml.model_store import ModelVersion, read_pointer, save_version, write_pointer
 from mlsys_assets.ml.scoring import ProductionModels, model_frame
@@ -54,12 +55,6 @@ PAYLOAD_FIELDS = [name for name in FeaturePayload.model_fields if name != "as_of
 
 
 # --- synthetic snapshot and models ---------------------------------------------------------------------
-
-
-def season(day: dt.date) -> tuple[float, float]:
-    """season_sin / season_cos exactly as snapshot.sql computes them: 2 * pi() * dayofyear(as_of) / 365.25."""
-    angle = 2 * math.pi * day.timetuple().tm_yday / 365.25
-    return math.sin(angle), math.cos(angle)
 
 
 def synthetic_snapshot(as_of: dt.date, customers: int = CUSTOMERS, seed: int = 7) -> pd.DataFrame:
@@ -103,7 +98,7 @@ def synthetic_snapshot(as_of: dt.date, customers: int = CUSTOMERS, seed: int = 7
     frame["avg_basket"] = np.where(buyer, spend_lifetime / np.maximum(tx_lifetime, 1), np.nan)
     frame["avg_items"] = np.where(buyer, qty_lifetime / np.maximum(tx_lifetime, 1), np.nan)
     frame["max_amount"] = np.where(buyer, np.round(frame["avg_basket"] * rng.uniform(1.0, 2.0, n), 2), np.nan)
-    frame["season_sin"], frame["season_cos"] = season(as_of)
+    frame = frame.assign(**season_features(as_of))
     expected = rng.uniform(0.0, 3.0, n)
     frame["btyd_expected_purchases"] = np.where(buyer, expected, np.nan)
     frame["btyd_expected_spend"] = np.where(buyer, expected * frame["avg_basket"], np.nan)
@@ -192,10 +187,8 @@ def payload_of(row: pd.Series) -> dict:
 
 
 def score_in_process(models: ProductionModels, payload: dict, day: dt.date) -> tuple[float, float, str]:
-    sin, cos = season(day)
-    row = {**payload, "season_sin": sin, "season_cos": cos}
-    frame = pd.DataFrame([row]).astype({k: float for k, v in row.items() if v is None})
-    scored = models.score(frame).iloc[0]
+    """The scoring function on the API's feature row (test_feature_parity.py: the snapshot's row, bit for bit)."""
+    scored = models.score(feature_frame(FeaturePayload(**payload, as_of=day), day)).iloc[0]
     return float(scored["predicted_spend"]), float(scored["churn_probability"]), str(scored["risk_segment"])
 
 
@@ -1020,13 +1013,18 @@ def test_a_500_keeps_the_connection_usable_or_announces_its_close(card_broken_se
         assert status == 200
 
 
+def publish_btyd(data_dir: Path, label_window_days: int | None = HORIZON_DAYS) -> None:
+    """BG/NBD + Gamma-Gamma serves both targets: versions that are a card and no model file."""
+    versions = {name: save_version(data_dir / "models", name, None,
+                                   {"kind": "btyd", "features": [column], "label_window_days": label_window_days})
+                for name, column in (("ltv", "btyd_expected_spend"), ("churn", "btyd_p_no_purchase"))}
+    publish(data_dir, versions)
+
+
 def test_where_btyd_serves_the_api_answers_its_forecasts_and_says_so(tmp_path, snapshot: pd.DataFrame):
     data_dir = tmp_path / "data"
     write_online_store(data_dir, snapshot)
-    versions = {name: save_version(data_dir / "models", name, None,
-                                   {"kind": "btyd", "features": [column], "label_window_days": HORIZON_DAYS})
-                for name, column in (("ltv", "btyd_expected_spend"), ("churn", "btyd_p_no_purchase"))}
-    publish(data_dir, versions)
+    publish_btyd(data_dir)
     holder = StateHolder(data_dir / "serving")
 
     assert holder.try_reload(), holder.last_error
@@ -1036,3 +1034,14 @@ def test_where_btyd_serves_the_api_answers_its_forecasts_and_says_so(tmp_path, s
     spend, churn, _ = zip(*(state.predictions[c] for c in snapshot["customer_id"]))
     np.testing.assert_allclose(spend, snapshot["btyd_expected_spend"].fillna(0.0))
     np.testing.assert_allclose(churn, snapshot["btyd_p_no_purchase"].fillna(1.0))
+
+
+def test_the_answered_horizon_is_the_served_models_else_the_pipelines(tmp_path, snapshot: pd.DataFrame, monkeypatch):
+    """`horizon_days` is what the served model was trained for (its card's label_window_days); a card that does
+    not say gets the horizon daily predictions use (MLSYS_HORIZON_DAYS), never a constant of the API."""
+    monkeypatch.setenv("MLSYS_HORIZON_DAYS", "45")
+    data_dir = tmp_path / "data"
+    write_online_store(data_dir, snapshot)
+    for stated, answered in ((HORIZON_DAYS, HORIZON_DAYS), (None, 45)):
+        publish_btyd(data_dir, label_window_days=stated)
+        assert ServingState.load(data_dir / "serving").horizon_days == answered

@@ -33,8 +33,8 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 from dagster import DagsterInstance
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from mlsys_assets.automation.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlsys_assets.features.assets import customer_features
 from mlsys_assets.monitoring.assets import (
     data_quality_report,

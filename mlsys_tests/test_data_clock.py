@@ -6,13 +6,12 @@ import datetime as dt
 
 import pytest
 from dagster import AssetMaterialization, RunRequest, SkipReason, build_asset_check_context, materialize
-# No public API names the tags of a single-run partition range (tests only).
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from mlsys_assets.automation.jobs import newest_day_to_score
+from mlsys_assets.automation.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlsys_assets.features.assets import customer_daily, customer_features
 from mlsys_assets.ingest.assets import raw_transactions
 from mlsys_assets.ingest.checks import FreshnessConfig, transactions_freshness
-from mlsys_assets.jobs import newest_day_to_score
 from mlsys_assets.predictions.assets import customer_predictions
 from mlsys_assets.resources import LandingZone
 

@@ -1,4 +1,5 @@
-"""drift_retraining: one failed alert check requests exactly one retraining; the cool-down holds the next."""
+"""drift_retraining: one failed alert check requests exactly one retraining; the cool-down holds the next.
+The decision alone (`decide_retraining`, no Dagster) first, then the sensor on an instance."""
 
 import json
 
@@ -12,8 +13,55 @@ from dagster import (
     materialize,
 )
 
-from mlsys_assets.monitoring.sensors import drift_retraining
+from mlsys_assets.automation.drift import DriftCursor, decide_retraining, drift_retraining
 from mlsys_assets.resources import MonitoringSettings
+
+
+HOUR = 3600.0
+NOW = 1_000_000.0
+FEATURE_DRIFT = "monitoring/feature_drift_report:feature_drift"
+PREDICTION_DRIFT = "monitoring/prediction_drift_report:prediction_drift"
+
+
+def test_decision_no_alert_keeps_the_cursor():
+    cursor = DriftCursor(after=7, last_trigger=NOW - 100 * HOUR)
+    decision = decide_retraining([], cursor, NOW, 72 * HOUR)
+    assert not decision.retrain
+    assert decision.reason == "no new drift or performance alert"
+    assert decision.cursor == cursor
+
+
+def test_decision_a_burst_of_alerts_starts_one_retraining_for_the_first():
+    alerts = [(3, FEATURE_DRIFT), (4, PREDICTION_DRIFT), (9, FEATURE_DRIFT)]
+    decision = decide_retraining(alerts, DriftCursor(after=2), NOW, 72 * HOUR)
+    assert decision.retrain
+    assert decision.cursor == DriftCursor(after=9, last_trigger=NOW)  # past every alert of the burst
+    assert decision.run_key == "drift_retraining:3"
+    assert decision.tags == {"mlsys/trigger": "drift_retraining", "mlsys/alert": FEATURE_DRIFT}
+    # The same cursor on the next tick sees no new alert, so the burst started exactly one retraining.
+    assert not decide_retraining([], decision.cursor, NOW + 60, 72 * HOUR).retrain
+
+
+def test_decision_within_the_cool_down_marks_the_alerts_seen_without_retraining():
+    cursor = DriftCursor(after=2, last_trigger=NOW - 71 * HOUR)
+    decision = decide_retraining([(5, PREDICTION_DRIFT)], cursor, NOW, 72 * HOUR)
+    assert not decision.retrain
+    assert decision.reason == "alert(s) within the retraining cool-down"
+    assert decision.cursor == DriftCursor(after=5, last_trigger=cursor.last_trigger)
+
+
+def test_decision_after_the_cool_down_retrains_again():
+    decision = decide_retraining([(5, PREDICTION_DRIFT)], DriftCursor(after=2, last_trigger=NOW - 73 * HOUR),
+                                 NOW, 72 * HOUR)
+    assert decision.retrain
+    assert decision.cursor.last_trigger == NOW
+
+
+def test_the_cursor_format_is_unchanged():
+    raw = '{"after": 12, "last_trigger": 1700000000.5}'  # what an existing instance holds
+    assert DriftCursor.parse(raw) == DriftCursor(after=12, last_trigger=1700000000.5)
+    assert DriftCursor.parse(raw).dumps() == raw
+    assert DriftCursor.parse(None) == DriftCursor()
 
 
 def _report(instance: DagsterInstance, asset: str, check: str, passed: bool) -> None:

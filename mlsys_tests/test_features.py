@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from dagster import AssetKey, materialize
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from mlsys_assets.automation.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlsys_assets.features.assets import customer_daily, customer_features
 from mlsys_assets.features.snapshot import BTYD_FEATURES, build_snapshot
 

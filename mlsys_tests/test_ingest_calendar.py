@@ -159,7 +159,7 @@ def test_the_calendar_ends_yesterday_so_latest_names_a_day_that_is_over():
 def test_today_s_file_waits_until_the_day_is_over(write_transactions, data_dir, instance):
     from dagster import build_sensor_context
 
-    from mlsys_assets.ingest.sensors import landing_sensor
+    from mlsys_assets.automation.landing import landing_sensor
     from mlsys_assets.resources import LandingZone
 
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()

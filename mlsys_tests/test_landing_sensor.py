@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DefaultSensorStatus, Definitions, SensorResult, build_sensor_context, materialize
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, RUN_KEY_TAG
 
 import mlsys_assets
+from mlsys_assets.automation.landing import MAX_ATTEMPTS, landing_sensor
+from mlsys_assets.automation.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, RUN_KEY_TAG
 from mlsys_assets.definitions import build_definitions
 from mlsys_assets.ingest.assets import raw_customers, raw_transactions
-from mlsys_assets.ingest.sensors import MAX_ATTEMPTS, landing_sensor
 from mlsys_assets.resources import LandingZone
 
 DAY = "2025-01-01"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, FloatMetadataValue, UrlMetadataValue, build_sensor_context
 
+from mlsys_assets.automation.drift import drift_retraining
 from mlsys_assets.features.assets import customer_features
 from mlsys_assets.monitoring.assets import (
     data_quality_report,
@@ -23,7 +24,6 @@ from mlsys_assets.monitoring.assets import (
     model_performance_report,
     prediction_drift_report,
 )
-from mlsys_assets.monitoring.sensors import drift_retraining
 from mlsys_assets.predictions.assets import customer_predictions
 from mlsys_assets.resources import MonitoringSettings
 from mlsys_tests.conftest import SHOP_CONFIG, SHOP_HORIZON_DAYS, Shop

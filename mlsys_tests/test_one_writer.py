@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter, build_sensor_context
 
-from mlsys_assets.ingest.sensors import landing_sensor
+from mlsys_assets.automation.landing import landing_sensor
 from mlsys_assets.resources import LandingZone
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from dagster import DagsterInstance, materialize
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from mlsys_assets.automation.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlsys_assets.features.assets import customer_daily
 from mlsys_assets.features.snapshot import FEATURES
 from mlsys_assets.ingest.assets import raw_transactions

@@ -16,7 +16,6 @@ import datetime as dt
 import functools
 import hmac
 import logging
-import math
 import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from mlsys_assets.api.schemas import (
     ValidationErrorResponse,
 )
 from mlsys_assets.api.state import ServingState, StateHolder
+from mlsys_assets.features.derived import season_features
 
 log = logging.getLogger("mlsys.api")
 
@@ -156,6 +156,19 @@ def _as_of_out_of_range(day: dt.date, served_day: dt.date) -> RequestValidationE
     }])
 
 
+def feature_frame(payload: FeaturePayload, served_day: dt.date) -> pd.DataFrame:
+    """The model's feature row for a payload: its fields plus the features derived from its as-of day
+    (default: the online store's day), by the formula the snapshot SQL uses (features/derived.py)."""
+    row = payload.model_dump()
+    day = row.pop("as_of") or served_day
+    out_of_range = _as_of_out_of_range(day, served_day)
+    if out_of_range:
+        raise out_of_range
+    row.update(season_features(day))
+    # A null field is a missing value (NaN) to the models, as NULL is in the snapshot.
+    return pd.DataFrame([row]).astype({k: float for k, v in row.items() if v is None})
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings.from_env()
     holder = StateHolder(settings.serving_root, settings.reload_seconds)
@@ -231,14 +244,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @app.post("/v1/predict/features", response_model=Prediction, dependencies=[Depends(authorized)],
               responses={**AUTH_ERRORS, **BODY_ERRORS, **NOT_READY})
     async def predict_features(payload: FeaturePayload, state: ServingState = Depends(serving)) -> Prediction:
-        row = payload.model_dump()
-        day = row.pop("as_of") or state.features_as_of
-        out_of_range = _as_of_out_of_range(day, state.features_as_of)
-        if out_of_range:
-            raise out_of_range
-        season = 2 * math.pi * pd.Timestamp(day).dayofyear / 365.25
-        row.update(season_sin=math.sin(season), season_cos=math.cos(season))
-        frame = pd.DataFrame([row]).astype({k: float for k, v in row.items() if v is None})
+        frame = feature_frame(payload, state.features_as_of)
         scores = await run_in_threadpool(state.models.score, frame)
         first = scores.iloc[0]
         return answer(state, None, float(first["predicted_spend"]), float(first["churn_probability"]),

@@ -20,6 +20,7 @@ import pandas as pd
 
 from mlsys_assets.ml.model_store import pointer_path
 from mlsys_assets.ml.scoring import ProductionModels
+from mlsys_assets.settings import horizon_days
 
 log = logging.getLogger("mlsys.api")
 
@@ -60,7 +61,8 @@ class ServingState:
         if not (np.isfinite(spend).all() and np.isfinite(churn).all() and ((churn >= 0) & (churn <= 1)).all()):
             raise ValueError("the production models produce non-finite or out-of-range forecasts on the online store")
         predictions = dict(zip(features["customer_id"], zip(spend.tolist(), churn.tolist(), scores["risk_segment"])))
-        horizon = int(models.ltv.version.card().get("label_window_days") or 90)
+        # What the served model was trained for; where its card does not say, the horizon daily predictions use.
+        horizon = int(models.ltv.version.card().get("label_window_days") or horizon_days())
         as_of = pd.Timestamp(features["as_of"].iloc[0]).date()
         return cls(models, as_of, horizon, predictions, signature)
 

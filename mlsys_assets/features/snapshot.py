@@ -17,6 +17,7 @@ import pandas as pd
 import numpy as np
 
 from mlsys_assets.features.btyd import fit_bgnbd, fit_gamma_gamma
+from mlsys_assets.features.derived import SEASON_FEATURES, season_sql
 
 WINDOWS_DAYS = (30, 90, 180, 365)
 CATEGORICAL_FEATURES = ("country", "acquisition_channel")
@@ -25,7 +26,7 @@ _WINDOW_FEATURES = tuple(f"{kind}_{days}" for days in WINDOWS_DAYS for kind in (
 NUMERIC_FEATURES = (
     "recency_days", "tenure_days", "days_since_signup", "purchase_days", "tx_lifetime", "spend_lifetime",
     "qty_lifetime", *_WINDOW_FEATURES, "spend_trend_90", "gap_mean_days", "gap_std_days", "last_gap_days",
-    "avg_basket", "avg_items", "max_amount", "season_sin", "season_cos", *BTYD_FEATURES,
+    "avg_basket", "avg_items", "max_amount", *SEASON_FEATURES, *BTYD_FEATURES,
 )
 FEATURES = NUMERIC_FEATURES + CATEGORICAL_FEATURES
 RFM_COLUMNS = ("rfm_frequency", "rfm_recency", "rfm_age", "rfm_repeat_spend")
@@ -40,7 +41,8 @@ def snapshot_sql() -> str:
         for days in WINDOWS_DAYS for kind in ("tx", "spend", "qty")
     )
     columns = ",\n    ".join(f"coalesce(act.{name}, 0) AS {name}" for name in _WINDOW_FEATURES)
-    return Template(_SQL).substitute(window_aggregates=aggregates, window_columns=columns)
+    return Template(_SQL).substitute(window_aggregates=aggregates, window_columns=columns,
+                                     season_columns=season_sql("coalesce(act.as_of, k.as_of)"))
 
 
 def build_snapshot(con: duckdb.DuckDBPyConnection, as_of_days: list[dt.date], horizon_days: int) -> pd.DataFrame:

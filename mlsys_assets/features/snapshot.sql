@@ -56,8 +56,8 @@ SELECT
     act.qty_lifetime / nullif(act.tx_lifetime, 0) AS avg_items,
     act.max_amount,
     -- Where in the year the forecast window starts: spend is seasonal, and the window's season is known.
-    sin(2 * pi() * dayofyear(coalesce(act.as_of, k.as_of)) / 365.25) AS season_sin,
-    cos(2 * pi() * dayofyear(coalesce(act.as_of, k.as_of)) / 365.25) AS season_cos,
+    -- The formula lives in derived.py, which the API also evaluates for a single row.
+    $season_columns,
     coalesce(k.country, sc.country, 'unknown') AS country,
     coalesce(k.acquisition_channel, sc.acquisition_channel, 'unknown') AS acquisition_channel,
     -- Inputs of the buy-till-you-die baseline (repeat purchase days, in days).

@@ -1,4 +1,4 @@
-"""Jobs and schedules beyond the ingest jobs (which live beside the landing sensor)."""
+"""Every job and schedule of mlsys; the sensors that start the jobs are in landing.py and drift.py."""
 
 from dagster import (
     AssetSelection,
@@ -14,7 +14,7 @@ from dagster import (
 )
 
 from mlsys_assets.features.assets import customer_daily, customer_features
-from mlsys_assets.ingest.assets import raw_transactions
+from mlsys_assets.ingest.assets import raw_customers, raw_transactions
 from mlsys_assets.ml.assets import churn_model, ltv_model, training_examples
 from mlsys_assets.ml.evaluation_assets import model_evaluation, model_registry
 from mlsys_assets.monitoring.assets import (
@@ -26,6 +26,21 @@ from mlsys_assets.monitoring.assets import (
 from mlsys_assets.partitions import daily_partitions
 from mlsys_assets.predictions.assets import customer_predictions, online_features, retention_targets
 from mlsys_assets.settings import retraining_cron
+
+# Both ingest jobs are one quick warehouse step: in-process avoids paying a process start-up per run.
+ingest_transactions_job = define_asset_job(
+    "ingest_transactions",
+    selection=AssetSelection.assets(raw_transactions),
+    partitions_def=daily_partitions,
+    executor_def=in_process_executor,
+    description="Load landing transaction files into raw.transactions for a day or a range of days.",
+)
+ingest_customers_job = define_asset_job(
+    "ingest_customers",
+    selection=AssetSelection.assets(raw_customers),
+    executor_def=in_process_executor,
+    description="Load the customer exports into raw.customers.",
+)
 
 # Five steps that each take seconds, serialized by the warehouse pool where they write: in-process.
 # (The two model fits could overlap in separate processes, but CatBoost already uses both cores.)

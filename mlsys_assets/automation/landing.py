@@ -23,37 +23,20 @@ import time
 from pathlib import Path
 
 from dagster import (
-    AssetSelection,
     DagsterInstance,
     DefaultSensorStatus,
     RunRequest,
     RunsFilter,
     SensorEvaluationContext,
     SensorResult,
-    define_asset_job,
-    in_process_executor,
     sensor,
 )
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, RUN_KEY_TAG
 
+from mlsys_assets.automation.jobs import ingest_customers_job, ingest_transactions_job
+from mlsys_assets.automation.tags import RUN_KEY_TAG, TRIGGER_TAG, range_tags
 from mlsys_assets.ingest.assets import raw_customers, raw_transactions
-from mlsys_assets.partitions import calendar_refusal, daily_partitions, outside_calendar
+from mlsys_assets.partitions import calendar_refusal, outside_calendar
 from mlsys_assets.resources import SOURCE_KEYS, LandingZone, combined_digest, file_fingerprint
-
-# Both jobs are one quick warehouse step: in-process avoids paying a process start-up per run.
-ingest_transactions_job = define_asset_job(
-    "ingest_transactions",
-    selection=AssetSelection.assets(raw_transactions),
-    partitions_def=daily_partitions,
-    executor_def=in_process_executor,
-    description="Load landing transaction files into raw.transactions for a day or a range of days.",
-)
-ingest_customers_job = define_asset_job(
-    "ingest_customers",
-    selection=AssetSelection.assets(raw_customers),
-    executor_def=in_process_executor,
-    description="Load the customer exports into raw.customers.",
-)
 
 # A backlog of more files than this (a first load, or a gap after downtime) goes in one range run
 # per run of consecutive days instead of one run per file.
@@ -139,14 +122,13 @@ def _transaction_requests(changed: dict[dt.date, str]) -> list[tuple[RunRequest,
     if len(changed) <= MAX_SINGLE_DAY_RUNS:
         return [
             (RunRequest(job_name=ingest_transactions_job.name, partition_key=day.isoformat(),
-                        run_key=f"transactions:{day}:{token}", tags={"mlsys/trigger": "landing_sensor"}), [day])
+                        run_key=f"transactions:{day}:{token}", tags={TRIGGER_TAG: "landing_sensor"}), [day])
             for day, token in sorted(changed.items())
         ]
     requests = []
     for start, end in consecutive_ranges(list(changed)):
         days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-        tags = {ASSET_PARTITION_RANGE_START_TAG: start.isoformat(), ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
-                "mlsys/trigger": "landing_sensor"}
+        tags = {**range_tags(start, end), TRIGGER_TAG: "landing_sensor"}
         tokens = "".join(changed[d] for d in days)
         run_key = f"transactions:{start}..{end}:{hashlib.sha256(tokens.encode()).hexdigest()[:16]}"
         requests.append((RunRequest(job_name=ingest_transactions_job.name, run_key=run_key, tags=tags), days))
@@ -216,7 +198,7 @@ def _customers_tick(context: SensorEvaluationContext, landing: LandingZone, know
     if digest == previous:
         return None, fingerprints, notes
     request = RunRequest(job_name=ingest_customers_job.name, run_key=f"customers:{digest}",
-                         tags={"mlsys/trigger": "landing_sensor"})
+                         tags={TRIGGER_TAG: "landing_sensor"})
     return request, fingerprints, notes
 
 
