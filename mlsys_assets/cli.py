@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from mlsys_assets.settings import DEFAULT_REPORTS_PORT, DataLayout, data_dir
+from mlsys_assets.settings import DEFAULT_REPORTS_PORT
+from mlsys_assets.storage import DATA_DIR_SETTING, DataLayout, data_dir, use_data_dir
 
 
 # Dagster flags APIs it may still change (backfill policies, pools); that is for developers, not CLI users.
@@ -22,9 +23,19 @@ def _layout(data_dir_option: str | None) -> DataLayout:
     return DataLayout(Path(data_dir_option).resolve() if data_dir_option else data_dir())
 
 
-data_dir_option = click.option(
-    "--data-dir", envvar="MLSYS_DATA_DIR", default=None, help="Data directory (default: $MLSYS_DATA_DIR or ./data)."
-)
+DATA_DIR_HELP = f"Data directory (default: ${DATA_DIR_SETTING} or ./data)."
+data_dir_option = click.option("--data-dir", envvar=DATA_DIR_SETTING, default=None, help=DATA_DIR_HELP)
+
+
+def _use_data_dir(context: click.Context, parameter: click.Parameter, value: str | None) -> None:
+    if value:
+        use_data_dir(Path(value))
+
+
+# For the commands that run Dagster jobs: the definitions bind their resources to the data directory when
+# they are first imported (inside the command), so the option only has to set it before that.
+run_data_dir_option = click.option("--data-dir", envvar=DATA_DIR_SETTING, default=None, expose_value=False,
+                                   is_eager=True, callback=_use_data_dir, help=DATA_DIR_HELP)
 
 
 def _set_horizon(context: click.Context, parameter: click.Parameter, value: int | None) -> int | None:
@@ -142,6 +153,7 @@ def import_(export: Path, mapping: Path | None, replace: bool, data_dir: str | N
 @main.command()
 @click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First delivery day.")
 @click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last delivery day.")
+@run_data_dir_option
 def ingest(first, last) -> None:
     """Ingest the landing zone through Dagster: customers, then one range run per run of consecutive days."""
     from mlsys_assets.runs import ingest_landing_zone
@@ -155,6 +167,7 @@ def ingest(first, last) -> None:
 
 @main.command()
 @horizon_option
+@run_data_dir_option
 def features(horizon: int | None) -> None:
     """Refresh customer_daily for every loaded day and the feature snapshot of the newest day."""
     from mlsys_assets.runs import refresh_features
@@ -171,6 +184,7 @@ def features(horizon: int | None) -> None:
 @click.option("--backtest-cutoffs", type=click.IntRange(min=1), default=None,
               help="At most this many backtest cutoffs, spaced by the horizon [default: 4].")
 @horizon_option
+@run_data_dir_option
 def train(min_history_days: int | None, grid_step_days: int | None, backtest_cutoffs: int | None, horizon: int | None) -> None:
     """Run weekly_retraining now: examples, backtests of both models, evaluation, gate; print the metrics.
 
@@ -190,6 +204,7 @@ def train(min_history_days: int | None, grid_step_days: int | None, backtest_cut
 @horizon_option
 @click.option("--days", type=click.IntRange(min=1), default=1, show_default=True,
               help="Score the N days up to the newest snapshot (one range run, snapshots built as needed).")
+@run_data_dir_option
 def predict(horizon: int | None, days: int) -> None:
     """Score every customer as of the newest snapshot (or of the last --days days), write the action list,
     export the online store."""
@@ -208,7 +223,7 @@ def predict(horizon: int | None, days: int) -> None:
         f"\npredictions.customer_predictions: {rows:,} customers scored as of {newest}\n"
         f"predictions.retention_targets:    {targets:,} customers to contact; CSV: "
         f"{layout.exports / 'retention_targets' / f'{newest}.csv'}\n"
-        f"online store for the API:         {layout.serving / 'online_features.parquet'}"
+        f"online store for the API:         {layout.online_store}"
     )
 
 
@@ -217,6 +232,7 @@ def predict(horizon: int | None, days: int) -> None:
               help="Report on the scored days among the N days up to the newest prediction day (one run per day).")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --days: every K-th day, counted back from the newest (a day's four reports take ~7 s).")
+@run_data_dir_option
 def monitor(days: int, every: int) -> None:
     """Run the Evidently reports for the newest prediction day (or several: --days, --every) and react to any
     alert like the sensor does."""
@@ -307,7 +323,7 @@ def promote(version: str, force: bool, data_dir: str | None) -> None:
         except registry.RegistryError as exc:
             raise click.ClickException(str(exc)) from exc
         _refresh_dashboard(con, layout)
-    click.echo(f"{version} is now the production {model} model; pointer: {layout.serving / 'production.json'}")
+    click.echo(f"{version} is now the production {model} model; pointer: {layout.production_pointer}")
 
 
 @models.command()
@@ -389,6 +405,7 @@ def _connect_reader(path: Path):
 
 
 @main.command()
+@run_data_dir_option
 def doctor() -> None:
     """Free the warehouse from runs whose process died (kill -9, a crash): mark them failed, free their pool slot."""
     from mlsys_assets.recovery import pool_holders, recover_dead_runs
@@ -448,7 +465,7 @@ def serve(host: str, port: int, data_dir: str | None) -> None:
 
     if not os.environ.get("MLSYS_API_TOKEN"):
         raise click.ClickException("set MLSYS_API_TOKEN: every prediction route requires it as a bearer token")
-    os.environ["MLSYS_DATA_DIR"] = str(_layout(data_dir).root)
+    use_data_dir(_layout(data_dir).root)
     click.echo(f"mlsys API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {_layout(data_dir).serving}")
     # One worker per process: with --workers > 1 uvicorn 0.54 on the asyncio loop leaves Nagle's algorithm
     # on (~40 ms per keep-alive response, uvicorn issue 3149; measured in docs/benchmarks.md). uvloop, which

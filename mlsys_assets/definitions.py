@@ -21,7 +21,8 @@ from mlsys_assets.monitoring.assets import (
 from mlsys_assets.predictions.assets import customer_predictions, online_features, retention_targets
 from mlsys_assets.demo_oracle import SimulatedShopOracle
 from mlsys_assets.resources import ForecastSettings, LandingZone, MonitoringSettings, Warehouse
-from mlsys_assets.settings import DataLayout, data_dir, horizon_days
+from mlsys_assets.settings import horizon_days
+from mlsys_assets.storage import DataLayout, data_dir
 
 def build_definitions(data_root: Path | str | None = None) -> Definitions:
     layout = DataLayout(Path(data_root) if data_root else data_dir())

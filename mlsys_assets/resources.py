@@ -17,24 +17,12 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from mlsys_assets.contract import FeedFormat, load_mapping
-from mlsys_assets.settings import DataLayout
+from mlsys_assets.storage import DataLayout
 
 WAREHOUSE_POOL = "warehouse"
 SCHEMAS = ("raw", "features", "ml", "predictions", "monitoring")
 LANDING_SUFFIXES = (".csv", ".parquet")
 _DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
-
-
-@contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """The block's statements land together, or (on any exception) none of them does."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 class WarehouseLockedError(RuntimeError):
@@ -91,7 +79,7 @@ class LandingZone(ConfigurableResource):
     (`transaction_refusals`, `customer_refusals`): nothing there is ignored without a word.
     """
 
-    data_dir: str = Field(description="The data directory (MLSYS_DATA_DIR); landing files live in its landing/ folder.")
+    data_dir: str = Field(description="The data directory (storage.data_dir); landing files live in its landing/ folder.")
 
     @property
     def layout(self) -> DataLayout:

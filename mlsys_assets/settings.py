@@ -1,4 +1,4 @@
-"""Where things live and the few settings that must be known before any run starts.
+"""The few settings that must be known before any run starts (where things live: storage.py).
 
 Everything else is Dagster config with working defaults. These values come from the environment
 because Dagster needs them while it loads the definitions (the partition calendar) or because
@@ -10,19 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
+
+from mlsys_assets.storage import DataLayout, data_dir
 
 PARTITIONS_START_SETTING = "MLSYS_PARTITIONS_START"
 # The calendar's first day when the setting is unset and the landing zone holds no transaction file yet.
 DEFAULT_PARTITIONS_START = "2024-01-01"
 # A delivery file's name (the same rule as LandingZone.transaction_files).
 DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
-
-
-def data_dir() -> Path:
-    """Root of all runtime data: `MLSYS_DATA_DIR`, default `./data` below the working directory."""
-    return Path(os.environ.get("MLSYS_DATA_DIR", "data")).resolve()
 
 
 def first_delivery_day(root: Path | None = None) -> dt.date | None:
@@ -86,60 +82,3 @@ def reports_url() -> str:
 def retraining_cron() -> str:
     """When `weekly_retraining` runs (`MLSYS_RETRAIN_CRON`, default Mondays 03:00 UTC)."""
     return os.environ.get("MLSYS_RETRAIN_CRON", "0 3 * * 1")
-
-
-@dataclass(frozen=True)
-class DataLayout:
-    """The storage layout below the data directory (see docs/architecture.md)."""
-
-    root: Path
-
-    @property
-    def landing(self) -> Path:
-        return self.root / "landing"
-
-    @property
-    def transactions_landing(self) -> Path:
-        return self.landing / "transactions"
-
-    @property
-    def customers_landing(self) -> Path:
-        return self.landing / "customers"
-
-    @property
-    def mapping_file(self) -> Path:
-        """Optional column mapping applied to every landing file (docs/data-contract.md)."""
-        return self.landing / "mapping.yaml"
-
-    @property
-    def warehouse(self) -> Path:
-        return self.root / "warehouse.duckdb"
-
-    @property
-    def models(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def serving(self) -> Path:
-        return self.root / "serving"
-
-    @property
-    def reports(self) -> Path:
-        return self.root / "reports"
-
-    @property
-    def exports(self) -> Path:
-        return self.root / "exports"
-
-    @property
-    def simulation(self) -> Path:
-        return self.root / "simulation"
-
-    @property
-    def secrets(self) -> Path:
-        return self.root / ".secrets"
-
-    def ensure(self) -> DataLayout:
-        for folder in (self.transactions_landing, self.customers_landing):
-            folder.mkdir(parents=True, exist_ok=True)
-        return self

@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -76,6 +75,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from mlsys_assets.storage import atomic_path, write_bytes_atomically
 
 GENERATOR_VERSION = "1.0.0"
 
@@ -682,19 +683,9 @@ def _dirty_customer_lines(
 # --- writing -----------------------------------------------------------------------
 
 
-def _write_atomically(path: Path, chunks: list) -> None:
-    # Hidden temp name + rename, so a watcher never sees a partial file.
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        for chunk in chunks:
-            handle.write(chunk)
-    os.replace(temporary, path)
-
-
 def _write_parquet_atomically(table: pa.Table, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:  # a watcher (the landing sensor) never sees a partial file
+        pq.write_table(table, temporary)
 
 
 def _write_transactions(
@@ -714,7 +705,7 @@ def _write_transactions(
         start, stop = int(day_bounds[day]), int(day_bounds[day + 1])
         path = directory / f"{date}.{file_format}"
         if file_format == "csv":
-            _write_atomically(path, [header, _line_bytes(payload, start, stop)])
+            write_bytes_atomically(path, [header, _line_bytes(payload, start, stop)])
         else:
             _write_parquet_atomically(payload.slice(start, stop - start), path)
         # A re-run in the other format must not leave the old day file behind.
@@ -892,7 +883,7 @@ def simulate(data_dir: Path, config: SimulationConfig) -> SimulationSummary:
         "dirty_rows_by_kind": dirty_counts,
     }
     meta = _meta(config, counts) | regimes.meta_entries(config, lines, future)
-    _write_atomically(simulation_dir / "meta.json", [(json.dumps(meta, indent=2) + "\n").encode()])
+    write_bytes_atomically(simulation_dir / "meta.json", [(json.dumps(meta, indent=2) + "\n").encode()])
     return SimulationSummary(
         customers=len(customers),
         transactions=len(lines),
@@ -960,7 +951,7 @@ def _write_customers(
     customer_lines = _with_newlines(customer_lines)
     customers_path.parent.mkdir(parents=True, exist_ok=True)
     customer_bytes = _line_bytes(customer_lines, 0, len(customer_lines))
-    _write_atomically(customers_path, [_header(CUSTOMER_COLUMNS), customer_bytes])
+    write_bytes_atomically(customers_path, [_header(CUSTOMER_COLUMNS), customer_bytes])
     return dirty_counts
 
 

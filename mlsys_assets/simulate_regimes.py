@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlsys_assets import simulate as sim
+from mlsys_assets.storage import write_bytes_atomically
 
 MAX_REFUND_DELAY_DAYS = 30
 EXPORT_FILE = "export.txt"
@@ -242,8 +243,8 @@ def write_whitespace_export(
         columns["status"] = fields["status"].take(order)
     rows = sim._with_newlines(sim._join(list(columns.values()), " "))
     header = (" ".join(columns) + "\n").encode()
-    sim._write_atomically(simulation_dir / EXPORT_FILE, [header, sim._line_bytes(rows, 0, len(rows))])
-    sim._write_atomically(simulation_dir / MAPPING_FILE, [_mapping_yaml("status" in fields).encode()])
+    write_bytes_atomically(simulation_dir / EXPORT_FILE, [header, sim._line_bytes(rows, 0, len(rows))])
+    write_bytes_atomically(simulation_dir / MAPPING_FILE, [_mapping_yaml("status" in fields).encode()])
     for date in np.datetime_as_string(calendar.dates):
         for suffix in (".csv", ".parquet"):
             (transactions_landing / f"{date}{suffix}").unlink(missing_ok=True)

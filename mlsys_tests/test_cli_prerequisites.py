@@ -75,3 +75,16 @@ def test_after_ingest_the_later_commands_ask_for_their_predecessor(mlsys):
     short = mlsys("train")
     assert short.returncode == 1 and "Traceback" not in short.stdout + short.stderr
     assert "not enough history for training" in short.stdout and "--min-history-days" in short.stdout
+
+
+def test_every_command_that_runs_jobs_takes_data_dir_like_the_others(mlsys, tmp_path):
+    """--data-dir wins over $MLSYS_DATA_DIR for ingest as for status: the definitions bind to it at run time."""
+    elsewhere = tmp_path / "elsewhere"
+    deliver(elsewhere, "2025-01-01", ["c1,2025-01-01 10:00:00,10.00"])
+
+    ingested = mlsys("ingest", "--data-dir", str(elsewhere))
+    status = mlsys("status", "--data-dir", str(elsewhere))
+
+    assert ingested.returncode == 0, ingested.stdout + ingested.stderr
+    assert (elsewhere / "warehouse.duckdb").exists() and not (mlsys.data_dir / "warehouse.duckdb").exists()
+    assert "1 rows loaded" in status.stdout, status.stdout

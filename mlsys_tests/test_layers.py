@@ -55,3 +55,35 @@ def test_the_run_tags_are_dagsters():
     assert tags.RUN_KEY_TAG == RUN_KEY_TAG
     assert tags.ASSET_PARTITION_RANGE_START_TAG == ASSET_PARTITION_RANGE_START_TAG
     assert tags.ASSET_PARTITION_RANGE_END_TAG == ASSET_PARTITION_RANGE_END_TAG
+
+
+def _product_files_containing(needle: str) -> list[str]:
+    return sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*")
+                  if path.suffix in (".py", ".sql") and needle in path.read_text())
+
+
+@pytest.mark.parametrize("needle, home", [
+    ("MLSYS_DATA_DIR", "storage.py"),  # read once, at run time: every command takes --data-dir alike
+    ("online_features.parquet", "storage.py"),
+    ("production.json", "storage.py"),
+    ("dayofyear(", "features/derived.py"),  # the season formula: SQL and the API's row from one definition
+    ("tm_yday", "features/derived.py"),
+])
+def test_each_of_these_lives_in_one_product_module(needle: str, home: str) -> None:
+    assert _product_files_containing(needle) == [home]
+
+
+def test_files_are_replaced_only_through_the_storage_helper() -> None:
+    # model_store publishes a model version folder under a name computed from its content, once.
+    assert _product_files_containing("os.replace(") == ["ml/model_store.py", "storage.py"]
+
+
+@pytest.mark.parametrize("module", ["mlsys_assets.ml.registry", "mlsys_assets.storage", "mlsys_assets.ml.model_store"])
+def test_the_plain_modules_the_cli_and_api_use_load_no_dagster(module: str) -> None:
+    """`mlsys models promote|rollback` and the API use these without Dagster (a fresh interpreter tells)."""
+    import subprocess
+    import sys
+
+    probe = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -1,7 +1,8 @@
 """The prediction API (FastAPI). Start it with `mlsys serve` or `make serve`.
 
-Settings come from the environment: MLSYS_DATA_DIR, MLSYS_API_TOKEN (required), MLSYS_API_BATCH_LIMIT
-(default 1000 ids), MLSYS_API_MAX_BODY_BYTES (default 1 MiB), MLSYS_API_RELOAD_SECONDS (default 1).
+Settings come from the environment: the data directory (storage.data_dir), MLSYS_API_TOKEN (required),
+MLSYS_API_BATCH_LIMIT (default 1000 ids), MLSYS_API_MAX_BODY_BYTES (default 1 MiB), MLSYS_API_RELOAD_SECONDS
+(default 1).
 
 Order of refusals: a protected route without the right bearer token is 401 before any of the body is read
 (BearerGate), then a body over the limit is 413 (BodySizeLimit), then unparseable JSON is 400/422 and a
@@ -44,6 +45,7 @@ from mlsys_assets.api.schemas import (
 )
 from mlsys_assets.api.state import ServingState, StateHolder
 from mlsys_assets.features.derived import season_features
+from mlsys_assets.storage import DataLayout, data_dir
 
 log = logging.getLogger("mlsys.api")
 
@@ -62,7 +64,7 @@ class ApiSettings:
         if not token:
             raise RuntimeError("MLSYS_API_TOKEN is not set: the API refuses to start without a bearer token")
         return cls(
-            serving_root=Path(os.environ.get("MLSYS_DATA_DIR", "data")).resolve() / "serving",
+            serving_root=DataLayout(data_dir()).serving,
             token=token,
             batch_limit=int(os.environ.get("MLSYS_API_BATCH_LIMIT", "1000")),
             max_body_bytes=int(os.environ.get("MLSYS_API_MAX_BODY_BYTES", str(1 << 20))),

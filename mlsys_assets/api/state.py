@@ -21,6 +21,7 @@ import pandas as pd
 from mlsys_assets.ml.model_store import pointer_path
 from mlsys_assets.ml.scoring import ProductionModels
 from mlsys_assets.settings import horizon_days
+from mlsys_assets.storage import online_store_in
 
 log = logging.getLogger("mlsys.api")
 
@@ -45,7 +46,7 @@ class ServingState:
 
     @classmethod
     def load(cls, serving_root: Path) -> ServingState:
-        online = serving_root / "online_features.parquet"
+        online = online_store_in(serving_root)
         signature = _signature(pointer_path(serving_root), online)
         models = ProductionModels.load(serving_root)
         if not online.exists():
@@ -81,7 +82,7 @@ class StateHolder:
         self._thread: threading.Thread | None = None
 
     def _files(self) -> tuple[Path, Path]:
-        return pointer_path(self.serving_root), self.serving_root / "online_features.parquet"
+        return pointer_path(self.serving_root), online_store_in(self.serving_root)
 
     def try_reload(self) -> bool:
         """Load the files if they changed since the last attempt; True when a new state was swapped in."""

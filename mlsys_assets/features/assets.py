@@ -21,7 +21,8 @@ from pydantic import Field
 from mlsys_assets.features.snapshot import FEATURES, build_snapshot
 from mlsys_assets.metadata import ddl_column_schema, markdown_table, table_columns
 from mlsys_assets.partitions import daily_partitions, flow_on_new_data, partition_days, recent_days_eager
-from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, Warehouse, transaction
+from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, Warehouse
+from mlsys_assets.storage import transaction
 
 SQL_DIR = Path(__file__).parent
 FEATURE_TABLES_DDL = (SQL_DIR / "feature_tables.sql").read_text()

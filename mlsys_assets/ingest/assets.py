@@ -59,8 +59,8 @@ from mlsys_assets.resources import (
     Warehouse,
     combined_digest,
     file_fingerprint,
-    transaction,
 )
+from mlsys_assets.storage import transaction
 
 SQL_DIR = Path(__file__).parent
 RAW_TABLES_DDL = (SQL_DIR / "raw_tables.sql").read_text()

@@ -11,7 +11,6 @@ and counted in the summary (the excluded ones separately).
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from mlsys_assets.ingest.reader import (
     register_exclusions,
     stage_files,
 )
-from mlsys_assets.settings import DataLayout
+from mlsys_assets.storage import DataLayout, atomic_path
 
 OUTPUT_COLUMNS = ("transaction_id", "customer_id", "event_time", "amount", "quantity")
 
@@ -87,19 +86,18 @@ def _stage_export(con: duckdb.DuckDBPyConnection, export: Path, fmt: FeedFormat)
 
 
 def _write_day(con: duckdb.DuckDBPyConnection, target: Path, day: dt.date, fmt: FeedFormat) -> None:
-    """One contract-layout landing file: written to a temporary name, then renamed."""
-    temporary = target.with_suffix(".csv.importing")
-    con.execute(
-        f"""
-        COPY (
-            SELECT transaction_id, customer_id, strftime(event_ts, '%Y-%m-%d %H:%M:%S') AS event_time,
-                   {amount_text_sql(fmt, 'amount')} AS amount, quantity
-            FROM dated WHERE event_ts::DATE = ? AND excluded IS NULL ORDER BY line
-        ) TO '{temporary}' (HEADER, DELIMITER ',')
-        """,
-        [day],
-    )
-    os.replace(temporary, target)
+    """One contract-layout landing file: written to a name the landing zone knows as unfinished, then renamed."""
+    with atomic_path(target, target.with_suffix(".csv.importing")) as temporary:
+        con.execute(
+            f"""
+            COPY (
+                SELECT transaction_id, customer_id, strftime(event_ts, '%Y-%m-%d %H:%M:%S') AS event_time,
+                       {amount_text_sql(fmt, 'amount')} AS amount, quantity
+                FROM dated WHERE event_ts::DATE = ? AND excluded IS NULL ORDER BY line
+            ) TO '{temporary}' (HEADER, DELIMITER ',')
+            """,
+            [day],
+        )
 
 
 def _write_rejected(con: duckdb.DuckDBPyConnection, target: Path) -> tuple[int, int, Path | None]:

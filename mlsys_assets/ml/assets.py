@@ -42,7 +42,8 @@ from mlsys_assets.ml.charts import importance_chart
 from mlsys_assets.ml.model_report import model_report_path
 from mlsys_assets.ml.model_store import ModelVersion, save_version
 from mlsys_assets.ml.targets import TARGETS, Target
-from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse, transaction
+from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse
+from mlsys_assets.storage import transaction
 
 SQL_DIR = Path(__file__).parent
 LABELS_SQL = Template((SQL_DIR / "labels.sql").read_text())

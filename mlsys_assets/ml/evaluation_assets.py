@@ -327,7 +327,7 @@ def model_registry(
             "served_metrics_not_defined": MetadataValue.text(", ".join(undefined) or "none"),
             "approval_mode": config.approval,
             "recent_versions": history,
-            "production_pointer": MetadataValue.path(str(landing.layout.serving / "production.json")),
+            "production_pointer": MetadataValue.path(str(landing.layout.production_pointer)),
         },
         check_results=[AssetCheckResult(check_name="production_model_loadable", passed=not problems,
                                         metadata={"problems": MetadataValue.json(problems)})],

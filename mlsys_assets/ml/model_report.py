@@ -20,7 +20,8 @@ import pandas as pd
 
 from mlsys_assets.ml.charts import calibration_png, data_uri, gains_png, importance_png
 from mlsys_assets.ml.metrics import HIGHER_IS_BETTER
-from mlsys_assets.ml.model_store import ModelVersion, atomic_write_text
+from mlsys_assets.ml.model_store import ModelVersion
+from mlsys_assets.storage import write_text_atomically
 from mlsys_assets.ml.targets import TARGETS
 
 DIGITS = 4  # every number shown or plotted: round(x, 4); a spend RMSE of 102.8088 keeps four decimals too
@@ -110,7 +111,7 @@ def record_decision(path: Path, text: str, passed: bool) -> bool:
     if not (start and end):
         return False
     badge = '<span class="badge pass">passed</span>' if passed else '<span class="badge fail">did not pass</span>'
-    atomic_write_text(path, f"{head}{start}<p>{badge} {html.escape(text)}</p>{end}{tail}")
+    write_text_atomically(path, f"{head}{start}<p>{badge} {html.escape(text)}</p>{end}{tail}")
     return True
 
 
@@ -240,7 +241,7 @@ def write_model_report(path: Path, name: str, version: str, table: pd.DataFrame,
         "<h2>Charts</h2>", chart, _importance(name, card),
         "<h2>The version</h2>", _html_table(["card", "value"], _card_rows(card)),
     ])
-    atomic_write_text(path, _page(name, version, body))
+    write_text_atomically(path, _page(name, version, body))
     return path
 
 

@@ -1,7 +1,7 @@
 """Model versions on disk and the production pointer.
 
 A version is an immutable folder `models/<model>/<version>/` with `model.cbm` and `card.json`. The
-production pointer `serving/production.json` names the serving version of each model; it is written to
+production pointer (`DataLayout.production_pointer`) names the serving version of each model; it is written to
 a temporary file and renamed, so a reader never sees half of it. This module imports neither Dagster
 nor the asset modules: the API uses it too.
 """
@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 from catboost import CatBoost, CatBoostClassifier, CatBoostRegressor
+
+from mlsys_assets.storage import PRODUCTION_POINTER_FILE, write_text_atomically
 
 MODEL_KINDS = {"ltv": CatBoostRegressor, "churn": CatBoostClassifier}
 
@@ -54,13 +56,6 @@ class ModelVersion:
         return model
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def save_version(
     models_root: Path, model_name: str, model: CatBoost | None, card: dict[str, Any], reference: pd.DataFrame | None = None
 ) -> ModelVersion:
@@ -95,7 +90,7 @@ def version_from_path(path: Path) -> ModelVersion:
 
 
 def pointer_path(serving_root: Path) -> Path:
-    return serving_root / "production.json"
+    return serving_root / PRODUCTION_POINTER_FILE
 
 
 def read_pointer(serving_root: Path) -> dict[str, Any]:
@@ -117,7 +112,7 @@ def production_version(serving_root: Path, model_name: str, pointer: dict[str, A
 
 
 def write_pointer(serving_root: Path, versions: dict[str, ModelVersion], reason: str) -> None:
-    atomic_write_text(
+    write_text_atomically(
         pointer_path(serving_root),
         json.dumps(
             {

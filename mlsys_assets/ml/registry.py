@@ -15,7 +15,7 @@ import pandas as pd
 from mlsys_assets.ml.gate import SERVE_BTYD
 from mlsys_assets.ml.model_store import ModelVersion, pointer_path, save_version, write_pointer
 from mlsys_assets.ml.targets import TARGETS
-from mlsys_assets.resources import transaction
+from mlsys_assets.storage import transaction
 
 ML_TABLES_DDL = (Path(__file__).parent / "ml_tables.sql").read_text()
 # evaluated: the model a backtest fitted at its newest cutoff, kept for lineage; its refit is the candidate.

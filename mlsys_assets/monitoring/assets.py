@@ -37,8 +37,8 @@ from mlsys_assets.resources import (
     LandingZone,
     MonitoringSettings,
     Warehouse,
-    transaction,
 )
+from mlsys_assets.storage import transaction
 
 if TYPE_CHECKING:
     from mlsys_assets.monitoring.evidently_reports import ReportResult

@@ -10,7 +10,7 @@ from typing import Any
 
 from evidently.core.report import Snapshot
 
-from mlsys_assets.monitoring.report_index import write_text_atomically
+from mlsys_assets.storage import write_text_atomically
 
 # Snapshot metadata key (a string) with the columns shown without a drift test, and their scores.
 UNTESTED_NOTE = "untested_columns"

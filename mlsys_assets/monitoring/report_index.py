@@ -13,7 +13,6 @@ import html
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from urllib.parse import quote
 import duckdb
 
 from mlsys_assets.monitoring.dashboard import DASHBOARD_CSS, Dashboard, read_dashboard, render_dashboard
+from mlsys_assets.storage import write_text_atomically
 
 KIND_ORDER = ("feature_drift", "prediction_drift", "model_performance", "data_quality")
 KIND_TITLES = {
@@ -282,17 +282,3 @@ def _row_html(root: Path, row: Mapping[str, Any]) -> str:
         f"<td>{_text(row.get('created_at'))}</td>"
         "</tr>"
     )
-
-
-def write_text_atomically(path: Path, text: str) -> Path:
-    """Write to a temporary file and rename it, so a reader never sees half a page."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temp, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path

@@ -5,7 +5,6 @@ through `ProductionModels.score`, the same function the API uses.
 """
 
 import datetime as dt
-import os
 import time
 from pathlib import Path
 
@@ -29,7 +28,8 @@ from mlsys_assets.ml import registry
 from mlsys_assets.ml.model_store import NoProductionModelError
 from mlsys_assets.ml.scoring import ProductionModels
 from mlsys_assets.partitions import daily_partitions, flow_on_new_data, partition_days, recent_days_eager
-from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse, transaction
+from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse
+from mlsys_assets.storage import atomic_path, transaction
 
 PREDICTION_TABLES_DDL = (Path(__file__).parent / "prediction_tables.sql").read_text()
 CUSTOMER_FEATURES, MODEL_REGISTRY = ["features", "customer_features"], ["ml", "model_registry"]
@@ -167,8 +167,6 @@ def retention_targets(
     context: AssetExecutionContext, config: RetentionTargetsConfig, warehouse: Warehouse, landing: LandingZone
 ) -> MaterializeResult:
     start, end = partition_days(context)
-    export_dir = landing.layout.exports / "retention_targets"
-    export_dir.mkdir(parents=True, exist_ok=True)
     with warehouse.connect() as con:
         con.execute(PREDICTION_TABLES_DDL)
         with transaction(con):
@@ -190,14 +188,12 @@ def retention_targets(
             [start, end]).fetchall())
         day = start
         while day <= end:
-            target = export_dir / f"{day}.csv"
-            temporary = export_dir / f".{day}.csv.tmp-{os.getpid()}"
-            con.execute(
-                f"COPY (SELECT * FROM predictions.retention_targets WHERE as_of = ? ORDER BY priority) "
-                f"TO '{temporary}' (HEADER, DELIMITER ',')",
-                [day],
-            )
-            os.replace(temporary, target)
+            with atomic_path(landing.layout.retention_export(day)) as temporary:
+                con.execute(
+                    f"COPY (SELECT * FROM predictions.retention_targets WHERE as_of = ? ORDER BY priority) "
+                    f"TO '{temporary}' (HEADER, DELIMITER ',')",
+                    [day],
+                )
             day += dt.timedelta(days=1)
         preview = markdown_table(
             con, "SELECT priority, customer_id, round(predicted_spend, 2) AS predicted_spend, "
@@ -207,7 +203,7 @@ def retention_targets(
         metadata={
             "dagster/row_count": sum(counts.values()),
             "targets_on_newest_day": counts.get(end, 0),
-            "csv": MetadataValue.path(str(export_dir / f"{end}.csv")),
+            "csv": MetadataValue.path(str(landing.layout.retention_export(end))),
             "rule": f"value decile >= {config.min_value_decile} and churn probability >= {config.min_churn_probability}",
             "top_targets": preview,
         }
@@ -222,27 +218,24 @@ def retention_targets(
     pool=WAREHOUSE_POOL,
     kinds={"parquet"},
     description=(
-        "The online store: the newest feature snapshot exported to data/serving/online_features.parquet for the "
+        "The online store: the newest feature snapshot exported to the serving folder (`DataLayout.online_store`) for the "
         "REST API, written to a temporary file and renamed (a reader never sees half a file). The API reads it "
         "and the production pointer; it never opens the warehouse."
     ),
 )
 def online_features(context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone) -> MaterializeResult:
-    serving = landing.layout.serving
-    serving.mkdir(parents=True, exist_ok=True)
-    target = serving / "online_features.parquet"
-    temporary = serving / f".online_features.parquet.tmp-{os.getpid()}"
+    target = landing.layout.online_store
     with warehouse.connect() as con:
         newest = con.execute("SELECT max(as_of) FROM features.customer_features").fetchone()[0]
         if newest is None:
             raise Failure(description="features.customer_features is empty: materialize a snapshot first")
-        con.execute(
-            f"COPY (SELECT * FROM features.customer_features WHERE as_of = ? ORDER BY customer_id) "
-            f"TO '{temporary}' (FORMAT parquet)",
-            [newest],
-        )
-        rows = con.execute(f"SELECT count(*) FROM read_parquet('{temporary}')").fetchone()[0]
-    os.replace(temporary, target)
+        with atomic_path(target) as temporary:
+            con.execute(
+                f"COPY (SELECT * FROM features.customer_features WHERE as_of = ? ORDER BY customer_id) "
+                f"TO '{temporary}' (FORMAT parquet)",
+                [newest],
+            )
+            rows = con.execute(f"SELECT count(*) FROM read_parquet('{temporary}')").fetchone()[0]
     return MaterializeResult(
         metadata={"dagster/row_count": rows, "as_of": str(newest), "path": MetadataValue.path(str(target))}
     )
