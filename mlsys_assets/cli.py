@@ -346,12 +346,10 @@ def rollback(model_names: str, data_dir: str | None) -> None:
 
 
 def _refresh_dashboard(con, layout: DataLayout) -> None:
-    """The report index's dashboard shows what serves: rewrite it after a change by hand (when there is one)."""
-    if (layout.reports / "index.html").exists():
-        from mlsys_assets.monitoring.report_index import refresh_index
-        from mlsys_assets.resources import MonitoringSettings
+    from mlsys_assets.monitoring.report_index import refresh_existing_index
+    from mlsys_assets.resources import MonitoringSettings
 
-        refresh_index(con, layout.reports, layout.serving, MonitoringSettings().drift_share_threshold)
+    refresh_existing_index(con, layout.reports, layout.serving, MonitoringSettings().drift_share_threshold)
 
 
 def _warehouse(layout: DataLayout):

@@ -19,7 +19,7 @@ from mlsys_assets.automation.drift import evaluate_drift, past_current_alerts
 from mlsys_assets.automation.landing import consecutive_ranges
 from mlsys_assets.automation.tags import TRIGGER_TAG, range_tags
 from mlsys_assets.definitions import defs
-from mlsys_assets.monitoring.report_index import refresh_index
+from mlsys_assets.monitoring.report_index import refresh_existing_index
 from mlsys_assets.partitions import calendar_bounds, calendar_refusal, outside_calendar
 from mlsys_assets.recovery import process_tags, recover_dead_runs
 from mlsys_assets.resources import LandingZone, Warehouse
@@ -197,13 +197,18 @@ def score_recent_days(echo: Echo = print, days: int = 1) -> dt.date | None:
 MONITORING_REPORTS = ("data_quality_report", "feature_drift_report", "prediction_drift_report", "model_performance_report")
 
 
-def _days_to_monitor(newest: dt.date, days: int, every: int) -> list[dt.date]:
-    """The scored days among the `days` days up to `newest`, every `every`-th counted back from it, oldest first."""
+def _scored_days(first: dt.date, last: dt.date) -> set[dt.date]:
+    """The days in [first, last] that have predictions."""
     warehouse: Warehouse = defs.resources["warehouse"]
     with warehouse.connect(read_only=True) as con:
-        scored = {day for (day,) in con.execute(
+        return {day for (day,) in con.execute(
             "SELECT DISTINCT as_of FROM predictions.customer_predictions WHERE as_of BETWEEN ? AND ?",
-            [newest - dt.timedelta(days=days - 1), newest]).fetchall()}
+            [first, last]).fetchall()}
+
+
+def _days_to_monitor(newest: dt.date, days: int, every: int) -> list[dt.date]:
+    """The scored days among the `days` days up to `newest`, every `every`-th counted back from it, oldest first."""
+    scored = _scored_days(newest - dt.timedelta(days=days - 1), newest)
     wanted = [newest - dt.timedelta(days=offset) for offset in range(0, days, every)]
     return sorted(day for day in wanted if day in scored)
 
@@ -211,17 +216,13 @@ def _days_to_monitor(newest: dt.date, days: int, every: int) -> list[dt.date]:
 def _backfill_matured(dagster_instance: DagsterInstance, days: list[dt.date], echo: Echo) -> bool:
     """The forecasts made H days before each monitored day, for its performance report, where there are none:
     one range run of the snapshots and predictions from the first such day to the last."""
-    warehouse: Warehouse = defs.resources["warehouse"]
     horizon = defs.resources["forecast"].horizon_days
     # Before the calendar's first day there is no partition to backfill: those performance reports wait.
     matured = [day - dt.timedelta(days=horizon) for day in days]
     matured = [day for day in matured if day >= calendar_bounds()[0]]
     if not matured:
         return True
-    with warehouse.connect(read_only=True) as con:
-        scored = {day for (day,) in con.execute(
-            "SELECT DISTINCT as_of FROM predictions.customer_predictions WHERE as_of BETWEEN ? AND ?",
-            [min(matured), max(matured)]).fetchall()}
+    scored = _scored_days(min(matured), max(matured))
     missing = [day for day in matured if day not in scored]
     if not missing:
         return True
@@ -275,9 +276,8 @@ def refresh_report_index() -> None:
     so its dashboard shows the gate's new decisions and what serves now."""
     warehouse: Warehouse = defs.resources["warehouse"]
     layout = defs.resources["landing"].layout
-    if (layout.reports / "index.html").exists():
-        with warehouse.connect(read_only=True) as con:
-            refresh_index(con, layout.reports, layout.serving, defs.resources["settings"].drift_share_threshold)
+    with warehouse.connect(read_only=True) as con:
+        refresh_existing_index(con, layout.reports, layout.serving, defs.resources["settings"].drift_share_threshold)
 
 
 def _echo_headlines(warehouse: Warehouse, day: dt.date, echo: Echo) -> None:

@@ -150,6 +150,14 @@ def refresh_index(con: duckdb.DuckDBPyConnection, reports_root: Path | str, serv
     return write_index(reports_root, rows, read_dashboard(con, serving_root, rows, drift_threshold))
 
 
+def refresh_existing_index(con: duckdb.DuckDBPyConnection, reports_root: Path, serving_root: Path,
+                           drift_threshold: float | None = None) -> None:
+    """`refresh_index` when there is an index already (a report ran): after a change of what serves
+    (a retraining, a promotion or rollback by hand) the dashboard follows at once."""
+    if (Path(reports_root) / "index.html").exists():
+        refresh_index(con, reports_root, serving_root, drift_threshold)
+
+
 def prune_reports(reports_root: Path | str, kind: str, keep_latest: int) -> list[Path]:
     """Delete the HTML reports of ``kind`` beyond the newest ``keep_latest`` (by the day in the file name,
     ``<reports_root>/<kind>/<YYYY-MM-DD>.html``); returns the deleted paths, oldest first.
