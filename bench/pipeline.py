@@ -53,6 +53,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from string import Template
 
+from shop_directory import ShopDirectory
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "mlsys_assets"
 RESULTS_DIR = REPO / "docs" / "bench"
@@ -175,29 +177,13 @@ def run_command(args: list[str], env: dict[str, str], log: Path) -> Measured:
 
 # --- one shop under the project's pipeline --------------------------------------------------------------
 
-@dataclass
-class Shop:
+class Shop(ShopDirectory):
     """A data directory with its own Dagster instance, driven through the `mlsys` CLI."""
-
-    root: Path
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def dagster_home(self) -> Path:
-        return self.root / "dagster_home"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "commands.log"
 
     @property
     def env(self) -> dict[str, str]:
         # MLSYS_PARTITIONS_START unset: the partition calendar starts at the simulated shop's first day.
-        return {**os.environ, "MLSYS_DATA_DIR": str(self.data), "DAGSTER_HOME": str(self.dagster_home),
-                "PYTHONWARNINGS": "ignore"}
+        return self.environment(os.environ, PYTHONWARNINGS="ignore")
 
     def create(self, customers: int, days: int) -> Measured:
         self.dagster_home.mkdir(parents=True)
@@ -315,6 +301,9 @@ def direct_duckdb(shop: Shop, work: Path, last_day: dt.date, grid_days: list[dt.
     with timed() as snapshot:
         build_snapshot(con, [last_day], horizon)
     results["snapshot"] = snapshot
+    if not grid_days:  # --ingest-only: no training grid
+        con.close()
+        return results
 
     # The training grid, the same as-of days as ml.training_examples: snapshot + labels joined in SQL,
     # then the same BG/NBD fits per as-of day (Python either way).
@@ -492,6 +481,56 @@ def child_executor_overhead() -> dict:
 
 def _steps(runs: list[dict], job: str, keys: tuple[str, ...]) -> float:
     return sum(run["steps"].get(key, 0.0) for run in runs if run["job"] == job for key in keys)
+
+
+def bench_ingest(scale: str, work: Path) -> dict:
+    """--ingest-only: simulate, `mlsys ingest` and `mlsys features`, and the DuckDB and pandas limits of
+    load + customer x day + snapshot on the same files (no training, scoring, monitoring or update)."""
+    customers = SCALES[scale]
+    history_end = END_DAY - dt.timedelta(days=1)
+    shop = Shop(work / "shop_730")
+    print(f"\n=== {scale} (ingest only): {customers:,} customers, {HISTORY_DAYS} days; work dir {work}")
+    shop.create(customers, HISTORY_DAYS + 1)
+    commands, runs = {}, {}
+    for name, args in (("ingest", ("ingest", "--to", history_end.isoformat())), ("features", ("features",))):
+        since = time.time()
+        commands[name] = shop.mlsys(*args)
+        runs[name] = shop.runs_since(since)
+    duck = direct_duckdb(shop, work, history_end, [], _horizon_days())
+    pandas = pandas_features(shop, history_end)
+    stages = {
+        "ingest": (_steps(runs["ingest"], "ingest_customers", ("raw__customers",))
+                   + _steps(runs["ingest"], "ingest_transactions", ("raw__transactions",)), duck["load"], pandas["read"]),
+        "customer_daily": (_steps(runs["features"], "refresh_features", ("features__customer_daily",)),
+                           duck["customer_daily"], pandas["customer_daily"]),
+        "snapshot": (_steps(runs["features"], "refresh_features", ("features__customer_features",)),
+                     duck["snapshot"], pandas["snapshot"]),
+    }
+    return {
+        "scale": scale, "customers": customers, "ingest_only": True,
+        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "commands": {name: asdict(m) for name, m in commands.items()}, "runs": runs,
+        "stages": {k: {"ours_s": o, "duckdb_s": d.seconds, "pandas_s": p.seconds} for k, (o, d, p) in stages.items()},
+        "limits_others_cpu": max(m.others_cpu for m in [*duck.values(), *pandas.values()] if isinstance(m, Measured)),
+    }
+
+
+def print_ingest_report(r: dict) -> None:
+    s = r["stages"]
+    print(f"\n{r['scale']} (ingest only): {r['customers']:,} customers")
+    for name, m in r["commands"].items():
+        runs = r["runs"][name]
+        print(f"  mlsys {name:<9} wall {m['seconds']:7.1f} s  steps {sum(sum(x['steps'].values()) for x in runs):7.1f} s  "
+              f"mat. events {sum(x['materialization_events_s'] for x in runs):5.1f} s  launch "
+              f"{sum(x['launch_s'] for x in runs):5.1f} s  peak {m['peak_rss'] / 2**30:.2f} GiB  others {m['others_cpu']:.0%}")
+    for stage, v in s.items():
+        print(f"  {stage:<15} ours {v['ours_s']:7.2f} s  duckdb {v['duckdb_s']:6.2f} s  pandas {v['pandas_s']:6.2f} s")
+    ours = sum(v["ours_s"] for v in s.values())
+    duck, pandas = sum(v["duckdb_s"] for v in s.values()), sum(v["pandas_s"] for v in s.values())
+    events = sum(x["materialization_events_s"] for name in ("ingest", "features") for x in r["runs"][name])
+    print(f"  ingest+daily+snap: ours {ours:.2f} s / duckdb {duck:.2f} s = {ours / duck:.2f}x "
+          f"(less partition events {(ours - events) / duck:.2f}x); pandas / ours = {pandas / ours:.2f}; "
+          f"others' CPU during the limits up to {r['limits_others_cpu']:.0%}")
 
 
 def bench_scale(scale: str, work: Path) -> dict:
@@ -715,7 +754,8 @@ def print_report(r: dict) -> None:
 
 def plot_results() -> Path | None:
     """Time against customers per stage, from every docs/bench/pipeline_<scale>.json present."""
-    results = sorted((json.loads(p.read_text()) for p in RESULTS_DIR.glob("pipeline_*.json")), key=lambda r: r["customers"])
+    results = sorted((json.loads(p.read_text()) for p in RESULTS_DIR.glob("pipeline_*.json")
+                      if not p.name.startswith("pipeline_ingest_")), key=lambda r: r["customers"])
     if len(results) < 2:
         return None
     import matplotlib
@@ -749,6 +789,9 @@ def main() -> None:
     parser.add_argument("--scale", action="append", choices=list(SCALES), help="Repeat for several (default 10k).")
     parser.add_argument("--work-dir", type=Path, default=None, help="Where shops go (default: a new dir under /tmp).")
     parser.add_argument("--keep", action="store_true", help="Keep the work directory (always kept with --work-dir).")
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="Only ingest + features and their limits (minutes, not tens of minutes); results go to "
+                             "docs/bench/pipeline_ingest_<scale>.json.")
     # Child modes: this script re-run inside a shop's environment (MLSYS_DATA_DIR, DAGSTER_HOME).
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--child-output", type=Path, help=argparse.SUPPRESS)
@@ -768,14 +811,15 @@ def main() -> None:
             shutil.rmtree(work)
         work.mkdir(parents=True)
         started = time.perf_counter()
-        result = bench_scale(scale, work)
+        result = (bench_ingest if args.ingest_only else bench_scale)(scale, work)
         result["bench_wall_s"] = time.perf_counter() - started
-        (RESULTS_DIR / f"pipeline_{scale}.json").write_text(json.dumps(result, indent=2, default=str))
-        print_report(result)
-        print(f"\nbench wall time {result['bench_wall_s']:.0f} s; results: {RESULTS_DIR / f'pipeline_{scale}.json'}")
+        target = RESULTS_DIR / f"pipeline_{'ingest_' if args.ingest_only else ''}{scale}.json"
+        target.write_text(json.dumps(result, indent=2, default=str))
+        (print_ingest_report if args.ingest_only else print_report)(result)
+        print(f"\nbench wall time {result['bench_wall_s']:.0f} s; results: {target}")
         if not (args.work_dir or args.keep):
             shutil.rmtree(work)
-    plot = plot_results()
+    plot = None if args.ingest_only else plot_results()
     if plot:
         print(f"plot: {plot}")
     if not (args.work_dir or args.keep):

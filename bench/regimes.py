@@ -3,7 +3,7 @@
     .venv/bin/python bench/regimes.py [--regime NAME ...] [--customers N] [--horizon 90] [--seed 7]
                                       [--end-date YYYY-MM-DD] [--keep DIR] [--quick] [--out PREFIX]
 
-Per regime (default: every one in mlsys_assets.simulate_regimes.REGIMES), in a fresh data directory with
+Per regime (default: every one in mlsys_assets.simulation.regimes.REGIMES), in a fresh data directory with
 its own Dagster instance, the documented commands run as a user runs them, each a subprocess of
 `.venv/bin/mlsys` with only MLSYS_DATA_DIR, DAGSTER_HOME and MLSYS_PII_KEY set (README: "Settings from
 the environment"), timed, with their output in one log per regime:
@@ -24,7 +24,7 @@ customers and window:
           NaN, no fit possible, is spend 0 / P(no purchase) 1, as the platform's classic forecast);
   naive   spend_90 * H / 90; churn = the share churned among ml.training_examples' train rows with /
           without a purchase in the last 90 days (no naive churn without that table);
-  oracle  mlsys_assets.simulate.oracle_expectations: the true rates, the best any model could do.
+  oracle  mlsys_assets.simulation.oracle.oracle_expectations: the true rates, the best any model could do.
 
 Acceptance per regime (equality within TOLERANCE: when BG/NBD serves, the numbers are identical):
   LTV:   served RMSE <= BG/NBD's, top-10% capture >= and Gini >= BG/NBD's,
@@ -60,8 +60,9 @@ RESULTS_DIR = REPO / "docs" / "bench"
 sys.path.insert(0, str(REPO))
 
 from mlsys_assets.ml.metrics import HIGHER_IS_BETTER, churn_metrics, spend_metrics  # noqa: E402
-from mlsys_assets.simulate import oracle_expectations  # noqa: E402
-from mlsys_assets.simulate_regimes import REGIMES  # noqa: E402
+from mlsys_assets.simulation.oracle import oracle_expectations  # noqa: E402
+from mlsys_assets.simulation.regimes import REGIMES  # noqa: E402
+from shop_directory import ShopDirectory  # noqa: E402  (bench/, this script's folder)
 
 HORIZON_DAYS = 90  # the platform's default horizon (the `forecast` resource)
 QUICK_CUSTOMERS = 1200
@@ -84,23 +85,10 @@ class CommandFailed(RuntimeError):
 
 
 @dataclass
-class Shop:
+class Shop(ShopDirectory):
     """One regime's data directory, Dagster instance and command log."""
 
-    regime: str
-    root: Path
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def dagster_home(self) -> Path:
-        return self.root / "dagster_home"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "commands.log"
+    regime: str = ""
 
     @property
     def simulation(self) -> Path:
@@ -108,8 +96,7 @@ class Shop:
 
     def env(self) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("MLSYS_", "DAGSTER_"))}
-        return {**base, "MLSYS_DATA_DIR": str(self.data), "DAGSTER_HOME": str(self.dagster_home),
-                "MLSYS_PII_KEY": PII_KEY}
+        return self.environment(base, MLSYS_PII_KEY=PII_KEY)
 
 
 def log_tail(log: Path, lines: int = 40) -> str:
@@ -367,7 +354,7 @@ def bench_regime(regime: str, work: Path, customers: int | None = None, horizon:
     Raises RegimeFailed (its .result has the stages' timings, warnings and the error) when a command
     fails or the forecasts cannot be scored.
     """
-    shop = Shop(regime, work / regime)
+    shop = Shop(root=work / regime, regime=regime)
     if shop.root.exists():
         shutil.rmtree(shop.root)
     prepare(shop)

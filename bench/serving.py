@@ -1,28 +1,30 @@
-"""How fast does the prediction API answer? Starts a real uvicorn server on a copy of the serving
-files, drives it with a low-overhead keep-alive HTTP/1.1 load generator, times the in-process scoring
-beside it and prints p50/p95/p99 latency, requests/s and PASS/MISS against the serving targets.
+"""How fast does the prediction API answer? Starts real uvicorn servers on a copy of the serving files,
+drives them with a low-overhead keep-alive HTTP/1.1 load generator, measures reference servers beside
+them, times the in-process scoring and prints p50/p95/p99 latency, requests/s, ratios and PASS/MISS
+against the serving targets.
 
-    .venv/bin/python bench/serving.py [--data-dir data] [--duration 5] [--concurrency 1,16,64]
+    .venv/bin/python bench/serving.py [--data-dir data] [--duration 4] [--concurrency 1,16,64] [--workers 1,2]
+                                      [--mlflow-python /tmp/mlflow-venv/bin/python] [--wait-quiet 60]
 
 What it runs, in order:
-  1. copies data/serving (pointer, online store) and the two production model folders to a temp dir,
-     so a retrain or export during the run cannot make the server reload mid-measurement;
+  1. copies data/serving (pointer, online store) and the production model folders to a temp dir, so a
+     retrain or export during the run cannot make the server reload mid-measurement;
   2. the client's own ceiling: the same client against a trivial raw-asyncio HTTP server (a separate
      process answering a constant 11-byte JSON body without parsing anything);
-  3. uvicorn (one worker unless --workers) on a free 127.0.0.1 port in its own session: GET /v1/bare
-     (constant: the floor of this stack), POST /v1/predict (precomputed lookup, random known ids) and
-     POST /v1/predict/features (on-the-fly CatBoost scoring) at each concurrency;
-  4. in-process, with no HTTP: the FastAPI app driven through ASGI directly (framework cost per
-     request) and ProductionModels.score on one row and on the whole online store.
+  3. for each --workers count, the API as `mlsys serve --workers N` runs it (uvicorn, uvloop, httptools)
+     on a free 127.0.0.1 port in its own session: GET /v1/bare (constant: the floor of this stack),
+     POST /v1/predict (precomputed lookup, random known ids) and POST /v1/predict/features (on-the-fly
+     scoring of real online-store rows) at each concurrency;
+  4. reference servers at --baseline-concurrency: a minimal FastAPI app that looks a customer's
+     features up and calls CatBoost per request (the engine's speed), and, with --mlflow-python,
+     `mlflow models serve` on the production CatBoost model (from a throwaway venv holding mlflow);
+  5. in-process, with no HTTP: the features request path and CatBoost alone, the pandas path it
+     replaced, 1,000-row batches, the whole store, and the app driven through ASGI directly.
 
 Client and servers share this machine's cores (2 on the project's machines): every figure includes
 the client's own CPU, and the client's ceiling (step 2) says how much of a gap that alone explains.
 Each run also reports the CPU that every other process on the machine used meanwhile ("others",
 from /proc/stat): figures taken while other work runs are low, and the script warns about them.
-
-Options to compare configurations: --workers N (uvicorn --workers; the project serves with 1),
---loop / --http (uvicorn's event loop and HTTP parser; default auto = uvloop + httptools when
-installed, as `mlsys serve` runs), --app (another uvicorn factory, e.g. a candidate change).
 """
 
 from __future__ import annotations
@@ -53,10 +55,12 @@ HOST = "127.0.0.1"
 # control requests (health, spot checks) go straight to 127.0.0.1, whatever proxy the environment names
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-# Targets of the serving path (POST /v1/predict).
+# Targets of the serving paths: POST /v1/predict and POST /v1/predict/features (p99 and throughput ratio: both).
 TARGET_P50_C1_MS = 2.0
+TARGET_FEATURES_P50_C1_MS = 1.5
 TARGET_P99_C16_MS = 20.0
-TARGET_RATIO_C16 = 0.5
+TARGET_RATIO_C16 = 0.5  # of GET /v1/bare on the same server
+TARGET_MLFLOW_FACTOR = 10.0  # POST /v1/predict/features over `mlflow models serve` on the same model and machine
 
 # Online-store columns that are not part of the /v1/predict/features payload.
 NOT_IN_PAYLOAD = ("as_of", "customer_id", "season_sin", "season_cos")
@@ -457,56 +461,52 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
-def in_process_scoring(serving: Path, store, calls: int) -> dict:
-    import numpy as np
+def in_process_scoring(serving: Path, store, payload_bodies: list[bytes], calls: int) -> dict:
+    """Where a features request's time goes, in process: the request path (payload -> feature row ->
+    ProductionModels.score_rows, no pandas), CatBoost alone on the same input, the pandas path it replaced
+    (one-row DataFrame -> ProductionModels.score), batches of 1,000 rows both ways, and the whole store."""
     import pandas as pd
 
-    from mlsys_assets.ml.scoring import ProductionModels, model_frame
+    from mlsys_assets.api.features import feature_row
+    from mlsys_assets.api.schemas import FeaturePayload
+    from mlsys_assets.ml.scoring import ProductionModels
 
     models = ProductionModels.load(serving)
-    rng = np.random.default_rng(0)
-    singles = [store.iloc[[i]] for i in rng.integers(0, len(store), calls)]
-    for frame in singles[:20]:
-        models.score(frame)  # warm-up
+    served_day = pd.Timestamp(store["as_of"].iloc[0]).date()
+    payloads = [FeaturePayload.model_validate_json(body) for body in payload_bodies]
+    rows = [feature_row(payload, served_day) for payload in payloads]
     clock = time.perf_counter_ns
-    total, prep, ltv, churn = [], [], [], []
-    for frame in singles:
-        t0 = clock()
-        models.score(frame)
-        total.append((clock() - t0) / 1e6)
-    # where one row's time goes: pandas preparation vs the two CatBoost calls
-    for frame in singles:
-        t0 = clock()
-        x_ltv = model_frame(frame, models.ltv.features, models.ltv.categorical)
-        x_churn = model_frame(frame, models.churn.features, models.churn.categorical)
-        t1 = clock()
-        models.ltv.forecaster.model.predict(x_ltv)
-        t2 = clock()
-        models.churn.forecaster.model.predict_proba(x_churn)
-        t3 = clock()
-        prep.append((t1 - t0) / 1e6)
-        ltv.append((t2 - t1) / 1e6)
-        churn.append((t3 - t2) / 1e6)
-    # the /v1/predict/features handler's own pandas work before score(): one-row DataFrame + astype
-    row = {c: (None if (isinstance(v, float) and math.isnan(v)) else v)
-           for c, v in store.drop(columns=["as_of", "customer_id"]).iloc[0].to_dict().items()}
-    handler = []
-    for _ in range(min(calls, 200)):
-        t0 = clock()
-        pd.DataFrame([row]).astype({k: float for k, v in row.items() if v is None})
-        handler.append((clock() - t0) / 1e6)
-    models.score(store)  # warm-up
-    whole = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        models.score(store)
-        whole.append(time.perf_counter() - t0)
+
+    def timed(function, items: list, repeat: int) -> list[float]:
+        for item in items[:20]:
+            function(item)  # warm-up
+        times = []
+        for i in range(repeat):
+            item = items[i % len(items)]
+            t0 = clock()
+            function(item)
+            times.append((clock() - t0) / 1e6)
+        return times
+
+    request_path = timed(lambda payload: models.score_rows([feature_row(payload, served_day)]), payloads, calls)
+    catboost = {m.version.model: timed(lambda row, m=m: m.forecaster.model.predict(
+        m.forecaster.rows_input([row]), prediction_type="RawFormulaVal", thread_count=1), rows, calls)
+        for m in (models.ltv, models.churn) if not m.is_btyd}
+    frames = [store.iloc[[i]] for i in range(min(len(store), 256))]
+    pandas_path = timed(models.score, frames, calls)
+    batch_rows = [rows[i % len(rows)] for i in range(1000)]
+    batch_frame = store.iloc[[i % len(store) for i in range(1000)]]
+    batch_rows_ms = timed(models.score_rows, [batch_rows], 10)
+    batch_frame_ms = timed(models.score, [batch_frame], 10)
+    whole = timed(models.score, [store], 5)
     return {
-        "single_p50_ms": percentile(total, 50), "single_p95_ms": percentile(total, 95),
-        "prep_p50_ms": percentile(prep, 50), "ltv_predict_p50_ms": percentile(ltv, 50),
-        "churn_predict_p50_ms": percentile(churn, 50), "handler_frame_p50_ms": percentile(handler, 50),
-        "whole_rows": len(store), "whole_median_s": statistics.median(whole),
-        "whole_rows_per_s": len(store) / statistics.median(whole), "calls": calls,
+        "calls": calls, "request_path_p50_ms": percentile(request_path, 50),
+        "request_path_p95_ms": percentile(request_path, 95),
+        "catboost_p50_ms": {name: percentile(times, 50) for name, times in catboost.items()},
+        "pandas_path_p50_ms": percentile(pandas_path, 50),
+        "batch_1000_rows_ms": statistics.median(batch_rows_ms), "batch_1000_frame_ms": statistics.median(batch_frame_ms),
+        "whole_rows": len(store), "whole_median_s": statistics.median(whole) / 1e3,
+        "whole_rows_per_s": len(store) / (statistics.median(whole) / 1e3),
     }
 
 
@@ -528,8 +528,11 @@ def in_process_asgi(factory_path: str, data_root: Path, token: str, customer_ids
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    # the package wraps FastAPI in BodySizeLimit; load the state without the lifespan's watcher thread
-    holder = getattr(getattr(getattr(app, "app", app), "state", None), "holder", None)
+    # the package wraps FastAPI in BearerGate and BodySizeLimit; load the state without the lifespan's thread
+    inner = app
+    while not hasattr(getattr(inner, "state", None), "holder") and hasattr(inner, "app"):
+        inner = inner.app
+    holder = getattr(getattr(inner, "state", None), "holder", None)
     if holder is None:
         return None
     holder.try_reload()
@@ -632,25 +635,27 @@ def _exit_on_sigterm(signum, _frame):
     raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
 
 
-def main() -> int:
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="data", help="the data dir whose serving/ is benchmarked (copied)")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load run (at most 60)")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per load run (at most 60)")
     parser.add_argument("--concurrency", default="1,16,64", help="comma-separated connection counts")
-    parser.add_argument("--features-concurrency", default="1,16",
-                        help="connection counts for POST /v1/predict/features (on-the-fly scoring)")
     parser.add_argument("--max-requests", type=int, default=200_000, help="cap per load run")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="uvicorn --workers (the project serves with 1; >1 with --loop asyncio shows uvicorn issue 3149)")
-    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
-                        help="uvicorn --loop (auto = uvloop when installed, as `mlsys serve` runs)")
-    parser.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto",
-                        help="uvicorn --http (auto = httptools when installed, as `mlsys serve` runs)")
+    parser.add_argument("--workers", default="1,2",
+                        help="comma-separated uvicorn --workers counts, each a server of its own (as `mlsys serve "
+                             "--workers N`); with --loop asyncio and N > 1 uvicorn issue 3149 shows (~44 ms)")
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="uvloop",
+                        help="uvicorn --loop (default uvloop, as `mlsys serve` runs)")
+    parser.add_argument("--http", choices=("auto", "h11", "httptools"), default="httptools",
+                        help="uvicorn --http (default httptools, as `mlsys serve` runs)")
     parser.add_argument("--app", default="mlsys_assets.api.app:app_from_env",
                         help="uvicorn factory to serve (to compare a candidate change against the package's app)")
-    parser.add_argument("--score-calls", type=int, default=300, help="in-process single-row score() calls")
+    parser.add_argument("--baseline-concurrency", default="1,16", help="connection counts for the reference servers")
+    parser.add_argument("--mlflow-python", type=Path, metavar="PYTHON",
+                        help="the python of a throwaway venv with mlflow and catboost: also measures `mlflow models "
+                             "serve` on the production CatBoost model (otherwise only the minimal app is measured)")
+    parser.add_argument("--score-calls", type=int, default=300, help="in-process single-row calls")
     parser.add_argument("--client-loop", choices=("uvloop", "asyncio"), default=None,
                         help="event loop of the load generator (default: uvloop if installed)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
@@ -659,34 +664,202 @@ def main() -> int:
     parser.add_argument("--skip-ceiling", action="store_true", help="skip the trivial-server ceiling runs")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     args = parser.parse_args()
-
     if not 0 < args.duration <= 60:
         parser.error("--duration must be in (0, 60]")
     if not 0 <= args.wait_quiet <= 600:
         parser.error("--wait-quiet must be in [0, 600]")
     if not 0 < args.max_requests <= 2_000_000:
         parser.error("--max-requests must be in (0, 2000000]")
-    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
-    feature_levels = [int(c) for c in args.features_concurrency.split(",") if c.strip()]
-    if not levels or min(levels + feature_levels) < 1 or max(levels + feature_levels) > 512:
+    args.levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    args.baseline_levels = [int(c) for c in args.baseline_concurrency.split(",") if c.strip()]
+    args.worker_counts = [int(w) for w in args.workers.split(",") if w.strip()]
+    if not args.levels or min(args.levels + args.baseline_levels) < 1 or max(args.levels + args.baseline_levels) > 512:
         parser.error("concurrency levels must be in [1, 512]")
+    if not args.worker_counts or min(args.worker_counts) < 1:
+        parser.error("--workers: counts of at least 1")
     if args.client_loop is None:
         try:
             import uvloop  # noqa: F401
             args.client_loop = "uvloop"
         except ImportError:
             args.client_loop = "asyncio"
-    data_dir = Path(args.data_dir).resolve()
-    if not (data_dir / "serving" / "production.json").exists():
-        parser.error(f"{data_dir}/serving/production.json not found: run `make demo` first")
+    args.data_dir = Path(args.data_dir).resolve()
+    if not (args.data_dir / "serving" / "production.json").exists():
+        parser.error(f"{args.data_dir}/serving/production.json not found: run `make demo` first")
+    return args
 
+
+@dataclass
+class Workload:
+    """The request bytes of every measured route."""
+
+    bare: list[bytes]
+    predict: list[bytes]
+    features: list[bytes]
+    feature_bodies: list[bytes]
+    payload_info: dict
+    lookup: list[bytes]  # the minimal app: {"customer_id"}
+
+
+def workload(store, token: str) -> Workload:
+    customer_ids = store["customer_id"].astype(str).tolist()
+    rng = random.Random(1)
+    chosen = [rng.choice(customer_ids) for _ in range(4096)]
+    bodies, info = feature_payloads(store)
+    return Workload(
+        bare=[http_get("/v1/bare")],
+        predict=[http_post("/v1/predict", json.dumps({"customer_id": c}).encode(), token) for c in chosen],
+        features=[http_post("/v1/predict/features", body, token) for body in bodies],
+        feature_bodies=bodies, payload_info=info,
+        lookup=[http_post("/score", json.dumps({"customer_id": c}).encode(), token) for c in chosen[:1024]],
+    )
+
+
+def measure_api(args, data_root: Path, token: str, work: Workload, workers: int, log_path: Path, quiet,
+                report: dict) -> list[RunResult]:
+    """The API with `workers` processes: /v1/bare, /v1/predict, /v1/predict/features at every level."""
+    suffix = f" w={workers}"
+    print(f"starting uvicorn ({workers} worker{'s' if workers > 1 else ''}, loop {args.loop}, http {args.http}) ...",
+          flush=True)
+    api, port, health = start_api(data_root, token, workers, log_path, args.app, args.loop, args.http)
+    results = []
+    try:
+        print(f"  /v1/health ok: {health.get('customers')} customers, models {health.get('models')}")
+        if work.feature_bodies and "spot_check" not in report:
+            report["spot_check"] = spot_check(port, token, work.payload_info["sample_customer"], work.feature_bodies[0])
+        for requests in (work.predict, work.bare, work.features):
+            run_load("warm-up", port, requests, 16, 0.5, args.max_requests, args.client_loop, api)
+        for level in args.levels:
+            for label, requests in (("GET /v1/bare", work.bare), ("POST /v1/predict", work.predict),
+                                    ("POST /v1/predict/features", work.features)):
+                quiet(f"{label}{suffix} c={level}")
+                results.append(run_load(label + suffix, port, requests, level, args.duration, args.max_requests,
+                                        args.client_loop, api, seed=level))
+    finally:
+        api.stop()
+        tail = api.log_tail(10).strip()
+        if tail:
+            print("  server log (tail):\n    " + tail.replace("\n", "\n    "))
+    return results
+
+
+MINIMAL_APP = r"""
+# The reference for "CatBoost at the engine's speed": a minimal FastAPI app that looks a customer's features up
+# (ready in the models' order) and calls CatBoost per request, nothing else (no auth, validation or blending).
+import json, os
+from pathlib import Path
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from mlsys_assets.ml.scoring import ProductionModels
+serving = Path(os.environ["BENCH_SERVING"])
+models = ProductionModels.load(serving)
+store = pd.read_parquet(serving / "online_features.parquet")
+records = {r["customer_id"]: {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+           for r in store.to_dict("records")}
+served = [m for m in (models.ltv, models.churn) if not m.is_btyd]
+rows = {name: {c: m.forecaster.rows_input([r])[0] for c, r in records.items()} for name, m in
+        ((m.version.model, m) for m in served)}
+app = FastAPI()
+
+@app.post("/score")
+async def score(request: Request) -> Response:
+    customer = json.loads(await request.body())["customer_id"]
+    out = {m.version.model: float(m.forecaster.model.predict(rows[m.version.model][customer], thread_count=1))
+           for m in served}
+    return Response(json.dumps(out), media_type="application/json")
+"""
+
+MLFLOW_EXPORT = r"""
+import sys, mlflow.catboost
+from catboost import CatBoostClassifier, CatBoostRegressor
+model_file, kind, target = sys.argv[1:4]
+model = (CatBoostClassifier if kind == "classifier" else CatBoostRegressor)()
+model.load_model(model_file)
+mlflow.catboost.save_model(model, target)
+"""
+
+
+def start_plain(argv: list[str], port: int, path: str, log_path: Path, env: dict, timeout: float = 180.0,
+                method: str = "GET") -> ServerProcess:
+    server = ServerProcess(argv, env, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{argv[:4]} exited with {server.proc.returncode}:\n{server.log_tail()}")
+        try:
+            with _DIRECT.open(urllib.request.Request(f"http://{HOST}:{port}{path}", method=method), timeout=2):
+                return server
+        except urllib.error.HTTPError:
+            return server  # it answers
+        except OSError:
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"{argv[:4]} did not answer within {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def measure_minimal_app(args, serving: Path, tmp: Path, work: Workload, quiet) -> list[RunResult]:
+    (tmp / "minimal_app.py").write_text(MINIMAL_APP)
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(tmp), "minimal_app:app", "--host", HOST,
+            "--port", str(port), "--loop", args.loop, "--http", args.http, "--no-access-log", "--log-level", "warning"]
+    server = start_plain(argv, port, "/docs", tmp / "minimal.log", {**os.environ, "BENCH_SERVING": str(serving)})
+    results = []
+    try:
+        run_load("warm-up", port, work.lookup, 16, 0.5, args.max_requests, args.client_loop, server)
+        for level in args.baseline_levels:
+            quiet(f"minimal app c={level}")
+            results.append(run_load("minimal app: lookup+CatBoost", port, work.lookup, level, args.duration,
+                                    args.max_requests, args.client_loop, server, seed=level))
+    finally:
+        server.stop()
+    return results
+
+
+def measure_mlflow(args, serving: Path, tmp: Path, store, quiet) -> list[RunResult]:
+    """`mlflow models serve` (--env-manager local, its defaults otherwise) on the production CatBoost model,
+    POST /invocations with one real row per request (dataframe_split)."""
+    pointer = json.loads((serving / "production.json").read_text())
+    name, entry = next((n, e) for n, e in pointer["models"].items()
+                       if json.loads((Path(e["path"]) / "card.json").read_text()).get("kind") != "btyd")
+    card = json.loads((Path(entry["path"]) / "card.json").read_text())
+    features, categorical = card["features"], set(card.get("categorical_features", []))
+    target = tmp / "mlflow_model"
+    subprocess.run([str(args.mlflow_python), "-c", MLFLOW_EXPORT, str(Path(entry["path"]) / "model.cbm"),
+                    "classifier" if name == "churn" else "regressor", str(target)], check=True, cwd=tmp,
+                   stdout=subprocess.DEVNULL)
+    complete = store.dropna(subset=features)
+    bodies = [json.dumps({"dataframe_split": {"columns": features, "data": [[
+        str(r[f]) if f in categorical else float(r[f]) for f in features]]}}).encode()
+        for r in complete.head(256).to_dict("records")]
+    requests = [http_post("/invocations", body, "unused") for body in bodies]
+    port = free_port()
+    argv = [str(args.mlflow_python), "-m", "mlflow", "models", "serve", "-m", str(target), "--env-manager", "local",
+            "--host", HOST, "--port", str(port)]
+    # mlflow runs `uvicorn` from PATH: the venv's own
+    env = {**os.environ, "PATH": f"{args.mlflow_python.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    server = start_plain(argv, port, "/ping", tmp / "mlflow.log", env)
+    results = []
+    try:
+        run_load("warm-up", port, requests, 4, 1.0, args.max_requests, args.client_loop, server)
+        for level in args.baseline_levels:
+            quiet(f"mlflow c={level}")
+            results.append(run_load(f"mlflow models serve ({name})", port, requests, level, args.duration,
+                                    args.max_requests, args.client_loop, server, seed=level))
+    finally:
+        server.stop()
+    return results
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    args = parse_args()
     import pandas as pd
 
     facts = machine()
     print(f"machine: {facts['nproc']} CPUs ({facts['usable_cpus']} usable), {facts['cpu']}, {facts['memory']} RAM; "
           f"Python {facts['python']}, uvicorn {facts['uvicorn']}; client loop: {args.client_loop}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    results: list[RunResult] = []
     report: dict = {"machine": facts, "args": {k: str(v) for k, v in vars(args).items()}}
     token = secrets.token_hex(16)
 
@@ -698,72 +871,56 @@ def main() -> int:
             elif waited > 1.5:
                 print(f"  {what}: waited {waited:.0f} s for the machine to be idle", flush=True)
 
+    ceiling, results, baselines = [], [], []
     with tempfile.TemporaryDirectory(prefix="mlsys-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        data_root = stage_serving_copy(data_dir, tmp / "data")
+        data_root = stage_serving_copy(args.data_dir, tmp / "data")
         serving = data_root / "serving"
         store = pd.read_parquet(serving / "online_features.parquet")
-        customer_ids = store["customer_id"].astype(str).tolist()
-        rng = random.Random(1)
-        predict_requests = [http_post("/v1/predict", json.dumps({"customer_id": rng.choice(customer_ids)}).encode(),
-                                      token) for _ in range(4096)]
-        bare_requests = [http_get("/v1/bare")]
-        bodies, payload_info = feature_payloads(store)
-        feature_requests = [http_post("/v1/predict/features", body, token) for body in bodies]
-        report["feature_payloads"] = payload_info
+        work = workload(store, token)
+        report["feature_payloads"] = work.payload_info
         print(f"serving copy: {len(store):,} customers in the online store; /v1/predict/features payloads from "
-              f"{payload_info['usable_rows']:,} usable rows ({payload_info['skipped_rows']:,} skipped: NaN in a "
-              f"non-nullable payload field {payload_info['skipped_by_field']})")
+              f"{work.payload_info['usable_rows']:,} usable rows ({work.payload_info['skipped_rows']:,} skipped: NaN "
+              f"in a non-nullable payload field {work.payload_info['skipped_by_field']})")
         gc.collect()
         gc.freeze()  # pandas & co. stay out of the client's collections
-
-        # 1. the client's ceiling against a trivial server
-        ceiling: list[RunResult] = []
         if not args.skip_ceiling:
-            trivial, port = start_trivial(tmp / "trivial.log")
-            try:
-                run_load("warm-up", port, bare_requests, 4, 0.5, args.max_requests, args.client_loop, trivial)
-                for level in levels:
-                    quiet(f"ceiling c={level}")
-                    ceiling.append(run_load("trivial asyncio GET (ceiling)", port, bare_requests, level, args.duration,
-                                            args.max_requests, args.client_loop, trivial))
-            finally:
-                trivial.stop()
-
-        # 2. the real server
-        print(f"starting uvicorn ({args.workers} worker{'s' if args.workers > 1 else ''}) ...", flush=True)
-        api, port, health = start_api(data_root, token, args.workers, tmp / "uvicorn.log", args.app, args.loop, args.http)
-        try:
-            print(f"  /v1/health ok: {health.get('customers')} customers, models {health.get('models')}")
-            # correctness spot check: the on-the-fly path must agree with the precomputed one
-            if bodies:
-                report["spot_check"] = spot_check(port, token, payload_info["sample_customer"], bodies[0])
-            report["null_probe"] = probe_null_field(port, token, store, payload_info)
-            run_load("warm-up", port, predict_requests, 16, 1.0, args.max_requests, args.client_loop, api)
-            run_load("warm-up", port, bare_requests, 16, 0.5, args.max_requests, args.client_loop, api)
-            for level in levels:
-                quiet(f"/v1/predict c={level}")
-                results.append(run_load("POST /v1/predict", port, predict_requests, level, args.duration,
-                                        args.max_requests, args.client_loop, api, seed=level))
-                quiet(f"/v1/bare c={level}")
-                results.append(run_load("GET /v1/bare", port, bare_requests, level, args.duration,
-                                        args.max_requests, args.client_loop, api, seed=level))
-            if feature_requests:
-                run_load("warm-up", port, feature_requests, 1, 0.5, args.max_requests, args.client_loop, api)
-                for level in feature_levels:
-                    quiet(f"/v1/predict/features c={level}")
-                    results.append(run_load("POST /v1/predict/features", port, feature_requests, level,
-                                            args.duration, args.max_requests, args.client_loop, api, seed=level))
-        finally:
-            api.stop()
-            server_log = api.log_tail(10)
-
-        # 3. in process, no HTTP (nothing else running now)
+            ceiling = measure_ceiling(args, tmp, work, quiet)
+        for workers in args.worker_counts:
+            results += measure_api(args, data_root, token, work, workers, tmp / f"uvicorn-{workers}.log", quiet, report)
+        baselines += measure_minimal_app(args, serving, tmp, work, quiet)
+        if args.mlflow_python:
+            baselines += measure_mlflow(args, serving, tmp, store, quiet)
         quiet("in-process measurements")
         print("in-process measurements ...", flush=True)
-        scoring = in_process_scoring(serving, store, args.score_calls)
-        asgi = in_process_asgi(args.app, data_root, token, customer_ids, bodies[0] if bodies else b"{}", 2000)
+        scoring = in_process_scoring(serving, store, work.feature_bodies, args.score_calls)
+        asgi = in_process_asgi(args.app, data_root, token, store["customer_id"].astype(str).tolist(),
+                               work.feature_bodies[0] if work.feature_bodies else b"{}", 2000)
+    targets = print_report(args, ceiling, results, baselines, scoring, asgi, report)
+    if args.json:
+        report["runs"] = [run_dict(r) for r in [*ceiling, *results, *baselines]]
+        report["in_process"] = {"scoring": scoring, "asgi": asgi}
+        report["targets"] = [{"name": n, "value": v, "target": g, "pass": ok} for n, v, g, ok in targets]
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+        print(f"\nwrote {args.json}")
+    return 0
 
+
+def measure_ceiling(args, tmp: Path, work: Workload, quiet) -> list[RunResult]:
+    trivial, port = start_trivial(tmp / "trivial.log")
+    ceiling = []
+    try:
+        run_load("warm-up", port, work.bare, 4, 0.5, args.max_requests, args.client_loop, trivial)
+        for level in args.levels:
+            quiet(f"ceiling c={level}")
+            ceiling.append(run_load("trivial asyncio GET (ceiling)", port, work.bare, level, args.duration,
+                                    args.max_requests, args.client_loop, trivial))
+    finally:
+        trivial.stop()
+    return ceiling
+
+
+def print_report(args, ceiling, results, baselines, scoring, asgi, report) -> list[tuple]:
     cores = len(os.sched_getaffinity(0))
     print()
     print(f"HTTP load ({args.duration:g} s per run, at most {args.max_requests:,} requests; one keep-alive "
@@ -771,85 +928,96 @@ def main() -> int:
           f"others: every other process on the machine (% of one core, of {cores * 100}%); srv us: server CPU "
           f"microseconds per request)")
     print(HEADER)
-    for result in [*ceiling, *results]:
+    for result in [*ceiling, *results, *baselines]:
         print(row_text(result))
-    for result in results:
+    for result in [*results, *baselines]:
         if result.first_bad:
             print(f"  first non-200 answer of {result.label} c={result.concurrency}: {result.first_bad[:300]!r}")
-    busy = [r for r in [*ceiling, *results] if r.other_cpu / r.seconds > 0.25]
+    everything = [*ceiling, *results, *baselines]
+    busy = [r for r in everything if r.other_cpu / r.seconds > 0.25]
     if busy:
         worst = max(r.other_cpu / r.seconds for r in busy) * 100
-        print(f"  WARNING: other processes used more than 25% of one core during {len(busy)} of "
-              f"{len(ceiling) + len(results)} runs (up to {worst:.0f}%): those figures are low; see 'others'.")
-    if server_log.strip():
-        print("  server log (tail):\n    " + server_log.replace("\n", "\n    "))
-
+        print(f"  WARNING: other processes used more than 25% of one core during {len(busy)} of {len(everything)} "
+              f"runs (up to {worst:.0f}%): those figures are low; see 'others'. Re-run with --wait-quiet.")
     print()
     print("In-process, no HTTP (same serving copy; the HTTP servers are stopped by now):")
-    print(f"  ProductionModels.score, 1 row:        p50 {scoring['single_p50_ms']:.2f} ms, p95 "
-          f"{scoring['single_p95_ms']:.2f} ms over {scoring['calls']} calls")
-    print(f"    of which model_frame x2 {scoring['prep_p50_ms']:.2f} ms, ltv predict {scoring['ltv_predict_p50_ms']:.2f} ms,"
-          f" churn predict_proba {scoring['churn_predict_p50_ms']:.2f} ms (p50 each)")
-    print(f"  /v1/predict/features handler's DataFrame([row]).astype: p50 {scoring['handler_frame_p50_ms']:.2f} ms")
-    print(f"  ProductionModels.score, whole store:  {scoring['whole_rows']:,} rows in {scoring['whole_median_s']:.3f} s"
-          f" (median of 5) = {scoring['whole_rows_per_s']:,.0f} rows/s")
+    print(f"  features request path (payload -> feature_row -> score_rows, no pandas): p50 "
+          f"{scoring['request_path_p50_ms']:.3f} ms, p95 {scoring['request_path_p95_ms']:.3f} ms")
+    print("    of which CatBoost predict on the same row (thread_count=1): " + ", ".join(
+        f"{name} {ms:.3f} ms" for name, ms in scoring["catboost_p50_ms"].items()) + " (p50)")
+    print(f"  the pandas path it replaced (one-row DataFrame -> ProductionModels.score): p50 "
+          f"{scoring['pandas_path_p50_ms']:.3f} ms")
+    print(f"  1,000 rows: score_rows {scoring['batch_1000_rows_ms']:.1f} ms, score (DataFrame) "
+          f"{scoring['batch_1000_frame_ms']:.1f} ms; whole store {scoring['whole_rows']:,} rows in "
+          f"{scoring['whole_median_s']:.3f} s = {scoring['whole_rows_per_s']:,.0f} rows/s")
     if asgi:
         print(f"  the served app via ASGI (no socket, no HTTP parsing), median per request: "
               f"GET /v1/bare {asgi['bare']['p50_us']:.0f} us, POST /v1/predict {asgi['predict']['p50_us']:.0f} us, "
               f"POST /v1/predict/features {asgi['features']['p50_us']:.0f} us"
               + ("" if not any(v["non_200"] for v in asgi.values()) else f" (non-200: {asgi})"))
-    print("  Note: POST /v1/predict serves precomputed scores: the API scores the whole online store once at load")
-    print("  with the same ProductionModels.score, so a request is a dict lookup plus FastAPI/pydantic work.")
-    print("  POST /v1/predict/features is the on-the-fly path (pydantic payload -> one-row DataFrame -> score()")
-    print("  in the threadpool).")
     if report.get("spot_check"):
         c = report["spot_check"]
         print(f"  spot check {c['customer_id']}: /v1/predict {c['precomputed']} vs /v1/predict/features "
               f"{c['on_the_fly']} -> {'equal' if c['equal'] else 'DIFFERENT'}")
-    if report.get("null_probe"):
-        p = report["null_probe"]
-        print(f"  a real row with NaN {p['field']} posted as null -> HTTP {p['status']}: {p['detail'][:160]}")
+    return print_targets(results, baselines)
 
-    print()
-    if ceiling:
-        print("Load generator ceiling: the same client against a trivial asyncio server (no parsing, constant reply):")
-        for result in ceiling:
-            print(f"  c={result.concurrency}: {result.rps:,.0f} req/s, p50 {result.pct_ms(50):.3f} ms "
-                  f"(client {result.client_cpu / result.seconds * 100:.0f}% + server "
-                  f"{result.server_cpu / result.seconds * 100:.0f}% of one core; others "
-                  f"{result.other_cpu / result.seconds * 100:.0f}%)")
-    print(f"  Client and server share the same {cores} CPUs: every req/s above is for client+server together, "
-          f"and the client's CPU share is listed per run.")
 
-    by = {(r.label, r.concurrency): r for r in results}
-    predict1, predict16, bare16 = (by.get(("POST /v1/predict", 1)), by.get(("POST /v1/predict", 16)),
-                                   by.get(("GET /v1/bare", 16)))
+def print_targets(results: list[RunResult], baselines: list[RunResult]) -> list[tuple]:
+    by = {(r.label, r.concurrency): r for r in [*results, *baselines]}
+    workers = sorted({int(r.label.rsplit("w=", 1)[1]) for r in results})
     print()
-    print("Targets (POST /v1/predict):")
+    print("Ratios at c=16 (same run):")
+    for w in workers:
+        bare, predict, features = (by.get((f"{route} w={w}", 16)) for route in
+                                   ("GET /v1/bare", "POST /v1/predict", "POST /v1/predict/features"))
+        if bare and predict and features:
+            print(f"  w={w}: /v1/predict / /v1/bare = {predict.rps / bare.rps:.2f}; /v1/predict/features / /v1/bare = "
+                  f"{features.rps / bare.rps:.2f}")
+    if len(workers) > 1:
+        for route in ("GET /v1/bare", "POST /v1/predict", "POST /v1/predict/features"):
+            one, more = by.get((f"{route} w={workers[0]}", 16)), by.get((f"{route} w={workers[-1]}", 16))
+            if one and more:
+                print(f"  {route}: w={workers[-1]} / w={workers[0]} = {more.rps / one.rps:.2f}")
+    features16 = by.get(("POST /v1/predict/features w=1", 16))
+    for baseline in [r for r in baselines if r.concurrency == 16]:
+        if features16:
+            print(f"  /v1/predict/features w=1 / {baseline.label} = {features16.rps / baseline.rps:.1f}")
     targets = []
-    if predict1:
-        targets.append(("p50 at concurrency 1", f"{predict1.pct_ms(50):.2f} ms", f"< {TARGET_P50_C1_MS:g} ms",
-                        predict1.pct_ms(50) < TARGET_P50_C1_MS and predict1.non_200 == 0))
-    if predict16 and bare16:
-        ratio = predict16.rps / bare16.rps if bare16.rps else math.nan
-        targets.append(("throughput c=16 / GET /v1/bare c=16",
-                        f"{predict16.rps:,.0f} / {bare16.rps:,.0f} = {ratio:.2f}", f">= {TARGET_RATIO_C16:g}",
-                        ratio >= TARGET_RATIO_C16 and predict16.non_200 == 0))
-    if predict16:
-        targets.append(("p99 at concurrency 16", f"{predict16.pct_ms(99):.2f} ms", f"< {TARGET_P99_C16_MS:g} ms",
-                        predict16.pct_ms(99) < TARGET_P99_C16_MS and predict16.non_200 == 0))
-    for name, value, goal, ok in targets:
-        print(f"  {'PASS' if ok else 'MISS'}  {name:<38} {value:<28} target {goal}")
-    if not targets:
-        print("  n/a: the targets need concurrency 1 and 16 in --concurrency")
 
-    if args.json:
-        report["runs"] = [run_dict(r) for r in [*ceiling, *results]]
-        report["in_process"] = {"scoring": scoring, "asgi": asgi}
-        report["targets"] = [{"name": n, "value": v, "target": g, "pass": ok} for n, v, g, ok in targets]
-        args.json.write_text(json.dumps(report, indent=2, default=str))
-        print(f"\nwrote {args.json}")
-    return 0
+    def target(name: str, run: RunResult | None, value: str, goal: str, ok) -> None:
+        if run is not None:
+            targets.append((name, value, goal, bool(ok) and run.non_200 == 0))
+
+    for w in workers:
+        f1, f16, b16 = (by.get((f"POST /v1/predict/features w={w}", 1)), by.get((f"POST /v1/predict/features w={w}", 16)),
+                        by.get((f"GET /v1/bare w={w}", 16)))
+        p1, p16 = by.get((f"POST /v1/predict w={w}", 1)), by.get((f"POST /v1/predict w={w}", 16))
+        if f16 and b16:
+            target(f"features c=16 / bare c=16 (w={w})", f16, f"{f16.rps:,.0f} / {b16.rps:,.0f} = {f16.rps / b16.rps:.2f}",
+                   f">= {TARGET_RATIO_C16:g}", f16.rps / b16.rps >= TARGET_RATIO_C16)
+            target(f"features p99 at c=16 (w={w})", f16, f"{f16.pct_ms(99):.2f} ms", f"< {TARGET_P99_C16_MS:g} ms",
+                   f16.pct_ms(99) < TARGET_P99_C16_MS)
+        if f1:
+            target(f"features p50 at c=1 (w={w})", f1, f"{f1.pct_ms(50):.2f} ms", f"< {TARGET_FEATURES_P50_C1_MS:g} ms",
+                   f1.pct_ms(50) < TARGET_FEATURES_P50_C1_MS)
+        if p16 and b16:
+            target(f"predict c=16 / bare c=16 (w={w})", p16, f"{p16.rps:,.0f} / {b16.rps:,.0f} = {p16.rps / b16.rps:.2f}",
+                   f">= {TARGET_RATIO_C16:g}", p16.rps / b16.rps >= TARGET_RATIO_C16)
+            target(f"predict p99 at c=16 (w={w})", p16, f"{p16.pct_ms(99):.2f} ms", f"< {TARGET_P99_C16_MS:g} ms",
+                   p16.pct_ms(99) < TARGET_P99_C16_MS)
+        if p1:
+            target(f"predict p50 at c=1 (w={w})", p1, f"{p1.pct_ms(50):.2f} ms", f"< {TARGET_P50_C1_MS:g} ms",
+                   p1.pct_ms(50) < TARGET_P50_C1_MS)
+    mlflow16 = next((r for r in baselines if r.label.startswith("mlflow") and r.concurrency == 16), None)
+    if features16 and mlflow16:
+        target("features c=16 / mlflow models serve c=16", features16,
+               f"{features16.rps:,.0f} / {mlflow16.rps:,.0f} = {features16.rps / mlflow16.rps:.1f}",
+               f">= {TARGET_MLFLOW_FACTOR:g}", features16.rps / mlflow16.rps >= TARGET_MLFLOW_FACTOR)
+    print()
+    print("Targets:")
+    for name, value, goal, ok in targets:
+        print(f"  {'PASS' if ok else 'MISS'}  {name:<44} {value:<28} target {goal}")
+    return targets
 
 
 def run_dict(result: RunResult) -> dict:
@@ -882,22 +1050,6 @@ def spot_check(port: int, token: str, customer_id: str, feature_body: bytes) -> 
         (math.isclose(a[k], b[k], rel_tol=1e-9, abs_tol=1e-12) if isinstance(a[k], float) else a[k] == b[k])
         for k in keys)
     return {"customer_id": customer_id, "precomputed": a, "on_the_fly": b, "status": status, "equal": equal}
-
-
-def probe_null_field(port: int, token: str, store, info: dict) -> dict | None:
-    """Posts one real row whose NaN falls on a non-nullable payload field (NaN -> null), if any."""
-    if not info["skipped_by_field"]:
-        return None
-    field_name = max(info["skipped_by_field"], key=info["skipped_by_field"].get)
-    row = store[store[field_name].isna()].iloc[0]
-    body = {}
-    for name in info["columns"]:
-        value = row[name]
-        body[name] = None if (isinstance(value, float) and math.isnan(value)) else (
-            value.item() if hasattr(value, "item") else value)
-    status, answer = _post_json(port, "/v1/predict/features", json.dumps(body).encode(), token)
-    return {"field": field_name, "customer_id": row["customer_id"], "status": status,
-            "detail": json.dumps(answer.get("detail", answer))}
 
 
 if __name__ == "__main__":

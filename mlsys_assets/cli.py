@@ -6,48 +6,22 @@ import datetime as dt
 import os
 import re
 import sys
-import warnings
 from pathlib import Path
 
 import click
 
-from mlsys_assets.settings import DEFAULT_REPORTS_PORT
-from mlsys_assets.storage import DATA_DIR_SETTING, DataLayout, data_dir, use_data_dir
-
-
-# Dagster flags APIs it may still change (backfill policies, pools); that is for developers, not CLI users.
-warnings.filterwarnings("ignore", message=r".*(is currently in beta|is currently in preview|superseded).*")
-
-
-def _layout(data_dir_option: str | None) -> DataLayout:
-    return DataLayout(Path(data_dir_option).resolve() if data_dir_option else data_dir())
-
-
-DATA_DIR_HELP = f"Data directory (default: ${DATA_DIR_SETTING} or ./data)."
-data_dir_option = click.option("--data-dir", envvar=DATA_DIR_SETTING, default=None, help=DATA_DIR_HELP)
-
-
-def _use_data_dir(context: click.Context, parameter: click.Parameter, value: str | None) -> None:
-    if value:
-        use_data_dir(Path(value))
-
-
-# For the commands that run Dagster jobs: the definitions bind their resources to the data directory when
-# they are first imported (inside the command), so the option only has to set it before that.
-run_data_dir_option = click.option("--data-dir", envvar=DATA_DIR_SETTING, default=None, expose_value=False,
-                                   is_eager=True, callback=_use_data_dir, help=DATA_DIR_HELP)
-
-
-def _set_horizon(context: click.Context, parameter: click.Parameter, value: int | None) -> int | None:
-    # Read by the definitions when a command first imports them: features, training and scoring must agree.
-    if value is not None:
-        os.environ["MLSYS_HORIZON_DAYS"] = str(value)
-    return value
-
-
-horizon_option = click.option(
-    "--horizon", type=click.IntRange(min=1, max=730), default=None, callback=_set_horizon, expose_value=True,
-    help="Forecast horizon H in days (default: $MLSYS_HORIZON_DAYS or 90); use the same for features, train and predict.")
+from mlsys_assets.cli_common import (
+    connect_reader_or_fail,
+    data_dir_option,
+    horizon_option,
+    layout_of,
+    run_data_dir_option,
+    warehouse_of,
+)
+from mlsys_assets.cli_models import models, print_evaluation, print_registry
+from mlsys_assets.cli_reports import reports
+from mlsys_assets.simulation.regimes import REGIMES, regime_help
+from mlsys_assets.storage import DataLayout, data_dir, use_data_dir
 
 
 @click.group()
@@ -55,7 +29,8 @@ def main() -> None:
     """mlsys: daily customer LTV and churn forecasts on Dagster, DuckDB and CatBoost."""
 
 
-from mlsys_assets.simulate_regimes import REGIMES, regime_help  # noqa: E402  (the choices and help of simulate)
+main.add_command(models)
+main.add_command(reports)
 
 
 @main.command(epilog="\b\nRegimes (--regime NAME):\n" + regime_help())
@@ -81,8 +56,9 @@ def simulate(
     """Generate a realistic shop: daily transaction files, a customers export and the ground truth."""
     import dataclasses
 
-    from mlsys_assets.simulate import SimulationConfig, simulate as run_simulation
-    from mlsys_assets.simulate_regimes import regime_config
+    from mlsys_assets.simulation.config import SimulationConfig
+    from mlsys_assets.simulation.regimes import regime_config
+    from mlsys_assets.simulation.shop import simulate as run_simulation
 
     end = end_date.date() if end_date else None
     options = {"drift_from": drift_from.date() if drift_from else None, "drift_kind": drift_kind,
@@ -98,7 +74,7 @@ def simulate(
         config = dataclasses.replace(config, **{name: value for name, value in options.items() if value is not None})
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    summary = run_simulation(_layout(data_dir).root, config)
+    summary = run_simulation(layout_of(data_dir).root, config)
     click.echo(
         f"Simulated {summary.customers:,} customers and {summary.transactions:,} transactions over "
         f"{summary.days} days ({config.start} … {config.end}), {summary.dirty_rows:,} dirty rows"
@@ -128,7 +104,7 @@ def import_(export: Path, mapping: Path | None, replace: bool, data_dir: str | N
     from mlsys_assets.ingest.importer import ImportConflictError, import_transactions
     from mlsys_assets.ingest.reader import LandingFilesError
 
-    layout = _layout(data_dir)
+    layout = layout_of(data_dir)
     try:
         fmt = load_mapping(mapping)["transactions"]
         summary = import_transactions(export, fmt, layout, replace=replace)
@@ -196,8 +172,8 @@ def train(min_history_days: int | None, grid_step_days: int | None, backtest_cut
                "backtest_cutoffs": backtest_cutoffs}
     if not retrain(echo=click.echo, examples_config={k: v for k, v in options.items() if v is not None}):
         sys.exit(1)
-    _print_evaluation(data_dir())
-    _print_registry(data_dir())
+    print_evaluation(data_dir())
+    print_registry(data_dir())
 
 
 @main.command()
@@ -214,7 +190,7 @@ def predict(horizon: int | None, days: int) -> None:
     if newest is None:
         sys.exit(1)
     layout = DataLayout(data_dir())
-    with _warehouse(layout).connect(read_only=True) as con:
+    with warehouse_of(layout).connect(read_only=True) as con:
         rows, targets = con.execute(
             "SELECT (SELECT count(*) FROM predictions.customer_predictions WHERE as_of = $1), "
             "(SELECT count(*) FROM predictions.retention_targets WHERE as_of = $1)", [newest]
@@ -240,166 +216,12 @@ def monitor(days: int, every: int) -> None:
 
     ok, retrained = monitor_recent_days(echo=click.echo, days=days, every=every)
     if retrained:
-        _print_registry(data_dir())
+        print_registry(data_dir())
     index = DataLayout(data_dir()).reports / "index.html"
     if index.exists():
         click.echo(f"\nReports: {index} (opens offline)")
     if not ok:
         sys.exit(1)
-
-
-@main.group()
-def reports() -> None:
-    """Monitoring reports: rebuild one from the warehouse, serve the folder over HTTP."""
-
-
-@reports.command(name="render")
-@click.argument("report_id")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the HTML (default: the report's own path under data/reports).")
-@data_dir_option
-def reports_render(report_id: str, out: Path | None, data_dir: str | None) -> None:
-    """Rebuild a report's HTML from its snapshot in monitoring.reports (also for pruned reports)."""
-    from mlsys_assets.monitoring.evidently_reports import render_html
-
-    layout = _layout(data_dir)
-    with _warehouse(layout).connect(read_only=True) as con:
-        row = con.execute("SELECT snapshot_json, html_path FROM monitoring.reports WHERE report_id = ?",
-                          [report_id]).fetchone()
-    if row is None:
-        raise click.ClickException(f"no report {report_id!r} in monitoring.reports")
-    target = render_html(row[0], out or Path(row[1]))
-    click.echo(f"wrote {target}")
-
-
-@reports.command(name="serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=DEFAULT_REPORTS_PORT, show_default=True)
-@data_dir_option
-def reports_serve(host: str, port: int, data_dir: str | None) -> None:
-    """Serve data/reports/ over HTTP, read-only, for the report links in the Dagster UI.
-
-    `make ui` starts it beside the UI; MLSYS_REPORTS_URL (default http://127.0.0.1:3001) is where the links
-    point."""
-    from mlsys_assets.reports_server import ReportsServerError, serve as serve_reports
-
-    try:
-        serve_reports(_layout(data_dir).reports, host, port, echo=click.echo)
-    except ReportsServerError as error:
-        raise click.ClickException(str(error)) from error
-
-
-@main.group()
-def models() -> None:
-    """The model registry: list versions, promote one, roll back."""
-
-
-@models.command(name="list")
-@data_dir_option
-def models_list(data_dir: str | None) -> None:
-    """Every model version with its state and gate result."""
-    _print_registry(_layout(data_dir).root)
-
-
-@models.command()
-@click.argument("version")
-@click.option("--force", is_flag=True, help="Promote even though the version failed the gate.")
-@data_dir_option
-def promote(version: str, force: bool, data_dir: str | None) -> None:
-    """Make VERSION the production model (human approval mode, or an override)."""
-    from mlsys_assets.ml import registry
-
-    layout = _layout(data_dir)
-    model = version.split("-", 1)[0]
-    with _warehouse(layout).connect() as con:
-        registry.ensure_tables(con)
-        row = con.execute("SELECT gate_passed, gate_reason FROM ml.model_registry WHERE version = ?", [version]).fetchone()
-        if row is None:
-            raise click.ClickException(f"no version {version!r} in ml.model_registry (see `mlsys models list`)")
-        if not row[0] and not force:
-            raise click.ClickException(f"{version} did not pass the gate ({row[1]}); use --force to promote anyway")
-        try:
-            registry.promote(con, layout.serving, model, version, "promoted by hand" + (" (forced)" if force else ""))
-        except registry.RegistryError as exc:
-            raise click.ClickException(str(exc)) from exc
-        _refresh_dashboard(con, layout)
-    click.echo(f"{version} is now the production {model} model; pointer: {layout.production_pointer}")
-
-
-@models.command()
-@click.option("--model", "model_names", type=click.Choice(["ltv", "churn", "all"]), default="all", show_default=True)
-@data_dir_option
-def rollback(model_names: str, data_dir: str | None) -> None:
-    """Restore the previous production version."""
-    from mlsys_assets.ml import registry
-
-    layout = _layout(data_dir)
-    with _warehouse(layout).connect() as con:
-        registry.ensure_tables(con)
-        for model in (["ltv", "churn"] if model_names == "all" else [model_names]):
-            try:
-                retired, restored = registry.rollback(con, layout.serving, model)
-            except registry.RegistryError as exc:
-                raise click.ClickException(str(exc)) from exc
-            click.echo(f"{model}: {restored} is production again ({retired} retired)")
-        _refresh_dashboard(con, layout)
-
-
-def _refresh_dashboard(con, layout: DataLayout) -> None:
-    from mlsys_assets.monitoring.report_index import refresh_existing_index
-    from mlsys_assets.resources import MonitoringSettings
-
-    refresh_existing_index(con, layout.reports, layout.serving, MonitoringSettings().drift_share_threshold)
-
-
-def _warehouse(layout: DataLayout):
-    from mlsys_assets.resources import Warehouse
-
-    return Warehouse(path=str(layout.warehouse))
-
-
-def _print_evaluation(root: Path) -> None:
-    layout = DataLayout(root)
-    with _warehouse(layout).connect(read_only=True) as con:
-        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ml' AND table_name = 'model_evaluation'").fetchone()[0]:
-            return
-        latest = con.execute("SELECT evaluation_id FROM ml.model_evaluation ORDER BY evaluated_at DESC LIMIT 1").fetchone()
-        if latest is None:
-            return
-        frame = con.execute(
-            "SELECT model, metric, scorer, value FROM ml.model_evaluation WHERE evaluation_id = ? AND cutoff IS NULL "
-            "AND metric <> 'abs_bias_pct'", [latest[0]]).df()
-        cutoffs = [row[0] for row in con.execute(
-            "SELECT DISTINCT cutoff FROM ml.model_evaluation WHERE evaluation_id = ? AND cutoff IS NOT NULL ORDER BY 1",
-            [latest[0]]).fetchall()]
-    table = frame.set_index(["model", "metric", "scorer"])["value"].unstack("scorer")
-    order = [s for s in ("candidate", "production", "naive", "historical", "bgnbd", "oracle") if s in table.columns]
-    click.echo(f"\nBacktest, mean over {len(cutoffs)} cutoff(s) ({', '.join(map(str, cutoffs))}); "
-               f"ml.model_evaluation, evaluation {latest[0][:8]}:")
-    click.echo(table[order].round(4).to_string())
-
-
-def _print_registry(root: Path) -> None:
-    from mlsys_assets.ml import registry
-
-    layout = DataLayout(root)
-    with _warehouse(layout).connect(read_only=True) as con:
-        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ml' AND table_name = 'model_registry'").fetchone()[0]:
-            click.echo("no model trained yet: run `mlsys train`")
-            return
-        versions = registry.list_versions(con)
-    click.echo("\nModel registry (ml.model_registry):")
-    click.echo(versions.to_string(index=False, max_colwidth=90))
-
-
-def _connect_reader(path: Path):
-    """A read-only connection that waits a few seconds for a writer, then fails with one line naming it."""
-    from mlsys_assets.recovery import WarehouseBusyError, connect_reader
-
-    try:
-        return connect_reader(path)
-    except WarehouseBusyError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()
@@ -424,7 +246,7 @@ def doctor() -> None:
 @data_dir_option
 def status(data_dir: str | None) -> None:
     """What the landing zone holds and what the warehouse has loaded."""
-    _print_status(_layout(data_dir).root)
+    _print_status(layout_of(data_dir).root)
 
 
 @main.command()
@@ -434,10 +256,10 @@ def sql(query: str, data_dir: str | None) -> None:
     """Run a read-only SQL query against the warehouse and print the result."""
     import duckdb
 
-    layout = _layout(data_dir)
+    layout = layout_of(data_dir)
     if not layout.warehouse.exists():
         raise click.ClickException(f"no warehouse at {layout.warehouse} yet: run `mlsys ingest` first (or `make demo`)")
-    con = _connect_reader(layout.warehouse)
+    con = connect_reader_or_fail(layout.warehouse)
     try:
         frame = con.execute(query).df()
     except duckdb.Error as exc:
@@ -456,21 +278,24 @@ def sql(query: str, data_dir: str | None) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Worker processes sharing the port: one per core (each loads the models and the online store).")
 @data_dir_option
-def serve(host: str, port: int, data_dir: str | None) -> None:
-    """Start the prediction API (one uvicorn worker; scale out with more processes behind a balancer)."""
+def serve(host: str, port: int, workers: int, data_dir: str | None) -> None:
+    """Start the prediction API (uvicorn, --workers processes; in production behind a balancer, one per core)."""
     import uvicorn
 
     if not os.environ.get("MLSYS_API_TOKEN"):
         raise click.ClickException("set MLSYS_API_TOKEN: every prediction route requires it as a bearer token")
-    use_data_dir(_layout(data_dir).root)
-    click.echo(f"mlsys API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {_layout(data_dir).serving}")
-    # One worker per process: with --workers > 1 uvicorn 0.54 on the asyncio loop leaves Nagle's algorithm
-    # on (~40 ms per keep-alive response, uvicorn issue 3149; measured in docs/benchmarks.md). uvloop, which
-    # uvicorn[standard] brings and uvicorn picks by default, does not show it, but one worker per process
-    # avoids the question; more throughput = more processes behind a balancer.
-    uvicorn.run("mlsys_assets.api.app:app_from_env", factory=True, host=host, port=port, workers=1,
-                log_level="info", access_log=False)
+    use_data_dir(layout_of(data_dir).root)
+    click.echo(f"mlsys API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {layout_of(data_dir).serving}"
+               + (f", {workers} workers" if workers > 1 else ""))
+    # uvloop and httptools (uvicorn[standard]) by name, not "auto": uvloop sets TCP_NODELAY on every connection.
+    # On the asyncio loop uvicorn 0.54 with --workers > 1 leaves Nagle's algorithm on (uvicorn issue 3149): a
+    # keep-alive response then waited ~44 ms for the client's delayed ACK. Measured with uvloop and 2 workers:
+    # no such wait (bench/serving.py --workers 2; docs/benchmarks.md; mlsys_tests/test_serve_workers.py).
+    uvicorn.run("mlsys_assets.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                loop="uvloop", http="httptools", log_level="info", access_log=False)
 
 
 def _print_status(root: Path) -> None:
@@ -496,7 +321,7 @@ def _print_status(root: Path) -> None:
                 "run `mlsys import FILE` first (or drop daily files into the landing zone), then `mlsys ingest`")
         click.echo(f"Warehouse {layout.warehouse}: not created yet: {hint}")
         return
-    con = _connect_reader(layout.warehouse)
+    con = connect_reader_or_fail(layout.warehouse)
     try:
         tables = {f"{s}.{t}" for s, t in con.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall()}
         click.echo(f"Warehouse {layout.warehouse}")

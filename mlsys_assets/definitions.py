@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import Definitions, in_process_executor
+from dagster import (
+    AnchorBasedFilePathMapping,
+    Definitions,
+    in_process_executor,
+    link_code_references_to_git,
+    with_source_code_references,
+)
 
 from mlsys_assets.automation import JOBS, SCHEDULES, SENSORS
 from mlsys_assets.features.assets import customer_daily, customer_features
 from mlsys_assets.ingest.assets import raw_customers, raw_transactions
+from mlsys_assets.demo_oracle import SimulatedShopOracle
 from mlsys_assets.ingest.checks import transactions_freshness
 from mlsys_assets.ml.assets import churn_model, ltv_model, training_examples
 from mlsys_assets.ml.evaluation_assets import model_evaluation, model_registry
@@ -19,21 +26,38 @@ from mlsys_assets.monitoring.assets import (
     prediction_drift_report,
 )
 from mlsys_assets.predictions.assets import customer_predictions, online_features, retention_targets
-from mlsys_assets.demo_oracle import SimulatedShopOracle
 from mlsys_assets.resources import ForecastSettings, LandingZone, MonitoringSettings, Warehouse
-from mlsys_assets.settings import horizon_days
+from mlsys_assets.settings import horizon_days, source_repository
 from mlsys_assets.storage import DataLayout, data_dir
+
+ASSETS = [
+    raw_transactions, raw_customers,
+    customer_daily, customer_features,
+    training_examples, ltv_model, churn_model, model_evaluation, model_registry,
+    customer_predictions, retention_targets, online_features,
+    data_quality_report, feature_drift_report, prediction_drift_report, model_performance_report,
+]
+
+
+def with_code_links(assets: list) -> list:
+    """Each asset's page links to the function that builds it: the local file and line, and the same line in
+    the repository when `MLSYS_SOURCE_URL` is set (settings.source_repository)."""
+    referenced = with_source_code_references(assets)
+    repository = source_repository()
+    if repository is None:
+        return list(referenced)
+    url, branch = repository
+    return list(link_code_references_to_git(
+        referenced, git_url=url, git_branch=branch,
+        file_path_mapping=AnchorBasedFilePathMapping(
+            local_file_anchor=Path(__file__), file_anchor_path_in_repository="mlsys_assets/definitions.py"),
+    ))
+
 
 def build_definitions(data_root: Path | str | None = None) -> Definitions:
     layout = DataLayout(Path(data_root) if data_root else data_dir())
     return Definitions(
-        assets=[
-            raw_transactions, raw_customers,
-            customer_daily, customer_features,
-            training_examples, ltv_model, churn_model, model_evaluation, model_registry,
-            customer_predictions, retention_targets, online_features,
-            data_quality_report, feature_drift_report, prediction_drift_report, model_performance_report,
-        ],
+        assets=with_code_links(ASSETS),
         asset_checks=[transactions_freshness],
         jobs=JOBS,
         schedules=SCHEDULES,

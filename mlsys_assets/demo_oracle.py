@@ -22,7 +22,7 @@ class SimulatedShopOracle(ForecastOracle):
         truth_file = Path(self.simulation_dir) / "ground_truth.parquet"
         if not truth_file.exists():
             return None
-        from mlsys_assets.simulate import oracle_expectations
+        from mlsys_assets.simulation.oracle import oracle_expectations
 
         oracle = oracle_expectations(pd.read_parquet(truth_file), as_of, horizon_days).set_index("customer_id")
         if customers["customer_id"].isin(oracle.index).mean() < 0.99:

@@ -82,3 +82,19 @@ def reports_url() -> str:
 def retraining_cron() -> str:
     """When `weekly_retraining` runs (`MLSYS_RETRAIN_CRON`, default Mondays 03:00 UTC)."""
     return os.environ.get("MLSYS_RETRAIN_CRON", "0 3 * * 1")
+
+
+# The asset pages' "source code" links: local file and line always; a repository URL when these are set
+# (a deployment sets them from its CI, as hooli does; a clone has no way to know where it was pushed).
+SOURCE_URL_SETTING = "MLSYS_SOURCE_URL"
+SOURCE_BRANCH_SETTING = "MLSYS_SOURCE_BRANCH"
+
+
+def source_repository() -> tuple[str, str] | None:
+    """(`MLSYS_SOURCE_URL`, `MLSYS_SOURCE_BRANCH` default main), e.g. https://github.com/acme/mlsys; None if unset."""
+    url = os.environ.get(SOURCE_URL_SETTING, "").strip().rstrip("/")
+    if not url:
+        return None
+    if not url.startswith(("https://", "http://")):
+        raise ValueError(f"{SOURCE_URL_SETTING} must be the repository's web address (https://...), got {url!r}")
+    return url, os.environ.get(SOURCE_BRANCH_SETTING, "").strip() or "main"

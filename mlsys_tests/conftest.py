@@ -152,7 +152,8 @@ from mlsys_assets.ml.assets import churn_model, ltv_model, training_examples  # 
 from mlsys_assets.ml.evaluation_assets import model_evaluation, model_registry  # noqa: E402
 from mlsys_assets.resources import ForecastSettings, MonitoringSettings  # noqa: E402
 from mlsys_assets.settings import DataLayout  # noqa: E402
-from mlsys_assets.simulate import SimulationConfig, simulate  # noqa: E402
+from mlsys_assets.simulation.config import SimulationConfig  # noqa: E402
+from mlsys_assets.simulation.shop import simulate  # noqa: E402
 
 # Small enough to train in seconds, big enough that CatBoost genuinely beats the naive and historical
 # baselines on the holdout (measured: LTV Gini 0.81 vs 0.74, top-10% capture 0.53 vs 0.47, bias -11%;

@@ -31,7 +31,7 @@ import pytest
 from catboost import CatBoostClassifier, CatBoostRegressor, Pool
 from dagster import DagsterInstance, materialize
 
-from mlsys_assets.api.app import feature_frame
+from mlsys_tests.test_feature_parity import feature_frame
 from mlsys_assets.api.schemas import FeaturePayload
 from mlsys_assets.api.state import ServingState, StateHolder
 from mlsys_assets.features.derived import season_features
@@ -420,6 +420,7 @@ def _route_requests(served: Served) -> list[tuple[str, str, dict | None]]:
         ("POST", "/v1/predict", {"customer_id": customer}),
         ("POST", "/v1/predict/batch", {"customer_ids": [customer]}),
         ("POST", "/v1/predict/features", payload_of(with_trend(served.snapshot))),
+        ("POST", "/v1/predict/features/batch", {"rows": [payload_of(with_trend(served.snapshot))]}),
         ("GET", "/v1/models", None),
     ]
 
@@ -922,6 +923,7 @@ def test_no_model_yet_is_503_until_the_pointer_appears_then_serves_without_resta
     requests = [("POST", "/v1/predict", {"customer_id": customer}),
                 ("POST", "/v1/predict/batch", {"customer_ids": [customer]}),
                 ("POST", "/v1/predict/features", payload_of(with_trend(snapshot))),
+                ("POST", "/v1/predict/features/batch", {"rows": [payload_of(with_trend(snapshot))]}),
                 ("GET", "/v1/models", None)]
     for method, path, body in requests:
         response = api.request(method, path, json=body)

@@ -39,7 +39,7 @@ from test_api import (  # noqa: F401  (snapshot, models_v1, models_v2 are fixtur
 BATCH_LIMIT = 3
 MAX_BODY_BYTES = 16_384
 PROTECTED = [("POST", "/v1/predict"), ("POST", "/v1/predict/batch"), ("POST", "/v1/predict/features"),
-             ("GET", "/v1/models")]
+             ("POST", "/v1/predict/features/batch"), ("GET", "/v1/models")]
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_without_the_token_any_body_gets_401_before_it_is_read(server: Server, b
     (b"x" * 20_000, 413),
 ], ids=["truncated", "half", "not-utf8", "deep", "too-large"])
 def test_with_the_token_a_broken_body_is_a_client_error_not_a_500(server: Server, body: bytes, status: int):
-    for _method, path in PROTECTED[:3]:
+    for _method, path in PROTECTED[:4]:
         assert raw_post(server, path, body).status_code == status, path
 
 
@@ -157,6 +157,8 @@ def _corpus(server: Server, snapshot, features: dict) -> list[tuple[str, str, by
         "/v1/predict": [{"customer_id": known[0]}, {"customer_id": "C9999999"}, {"customer_id": ""}, {}],
         "/v1/predict/batch": [{"customer_ids": known[:2]}, {"customer_ids": known}, {"customer_ids": []}],
         "/v1/predict/features": [features, {**features, "as_of": "9999-12-31"}, {**features, "tx_30": -1}],
+        "/v1/predict/features/batch": [{"rows": [features] * BATCH_LIMIT}, {"rows": [features] * (BATCH_LIMIT + 1)},
+                                       {"rows": []}, {"rows": [features, {**features, "as_of": "0001-01-01"}]}],
     }
     corpus = [("POST", path, json.dumps(body).encode(), TOKEN) for path, items in bodies.items() for body in items]
     for path in bodies:

@@ -88,3 +88,20 @@ def test_every_command_that_runs_jobs_takes_data_dir_like_the_others(mlsys, tmp_
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
     assert (elsewhere / "warehouse.duckdb").exists() and not (mlsys.data_dir / "warehouse.duckdb").exists()
     assert "1 rows loaded" in status.stdout, status.stdout
+
+
+def _leaf_commands(group, prefix=()):
+    for name, command in sorted(group.commands.items()):
+        if hasattr(command, "commands"):
+            yield from _leaf_commands(command, (*prefix, name))
+        else:
+            yield " ".join((*prefix, name)), command
+
+
+def test_every_mlsys_command_takes_data_dir():
+    from mlsys_assets.cli import main
+
+    without = [name for name, command in _leaf_commands(main)
+               if not any("--data-dir" in getattr(param, "opts", ()) for param in command.params)]
+    commands = [name for name, _ in _leaf_commands(main)]
+    assert len(commands) >= 16 and without == [], f"no --data-dir: {without}"

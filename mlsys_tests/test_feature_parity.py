@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from mlsys_assets.api.app import feature_frame
+from mlsys_assets.api.features import feature_row
 from mlsys_assets.api.schemas import FeaturePayload
 from mlsys_assets.features import derived
 from mlsys_assets.features.assets import customer_features
@@ -27,6 +27,13 @@ from mlsys_tests.conftest import SHOP_CONFIG
 # The shop's newest day, and the leap day with its neighbours (day-of-year shifts by one after it).
 DAYS = (SHOP_CONFIG.end, dt.date(2024, 2, 28), dt.date(2024, 2, 29), dt.date(2024, 3, 1))
 PAYLOAD_FIELDS = [name for name in FeaturePayload.model_fields if name != "as_of"]
+
+
+def feature_frame(payload: FeaturePayload, served_day: dt.date) -> pd.DataFrame:
+    """The API's feature row for a payload as a one-row DataFrame (a null field a float NaN column), to compare
+    it with the snapshot's rows; the API itself never builds one."""
+    row = feature_row(payload, served_day)
+    return pd.DataFrame([row]).astype({k: float for k, v in row.items() if v is None})
 
 
 def json_value(value: object) -> object:

@@ -67,7 +67,7 @@ def test_cdnow_like_is_a_historic_export_through_a_mapping() -> None:
 def test_commands_get_only_documented_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MLSYS_PARTITIONS_START", "2024-01-01")
     monkeypatch.setenv("DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME", "x")
-    env = regimes.Shop("demo", tmp_path).env()
+    env = regimes.Shop(root=tmp_path, regime="demo").env()
     settings = {name for name in env if name.startswith(("MLSYS_", "DAGSTER_"))}
     assert settings == set(regimes.DOCUMENTED_SETTINGS)
     readme = (REPO / "README.md").read_text()

@@ -15,17 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from mlsys_assets.simulate import (
-    CUSTOMER_COLUMNS,
-    DIRTY_CUSTOMER_KINDS,
-    DIRTY_TRANSACTION_KINDS,
-    DRIFT_CHANNEL,
-    TRANSACTION_COLUMNS,
-    SimulationConfig,
-    oracle_expectations,
-    simulate,
-)
-from mlsys_assets.simulate_regimes import REGIMES, regime_config
+from mlsys_assets.simulation.config import SimulationConfig
+from mlsys_assets.simulation.dirt import DIRTY_CUSTOMER_KINDS, DIRTY_TRANSACTION_KINDS
+from mlsys_assets.simulation.oracle import oracle_expectations
+from mlsys_assets.simulation.process import DRIFT_CHANNEL
+from mlsys_assets.simulation.regimes import REGIMES, regime_config
+from mlsys_assets.simulation.shop import simulate
+from mlsys_assets.simulation.text import CUSTOMER_COLUMNS, TRANSACTION_COLUMNS
 
 START = datetime.date(2025, 1, 1)
 BASELINE = SimulationConfig(customers=2000, start=START, end=START + datetime.timedelta(days=119), seed=7)
@@ -731,3 +727,14 @@ def test_cli_simulates_a_regime_and_lists_them_in_help(tmp_path):
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "d" / "simulation" / "meta.json").read_text())["config"]
     assert (config["start"], config["drift_from"], config["dirty_share"]) == ("2024-12-13", "2025-03-03", 0.0)
+
+
+def test_the_simulator_loads_no_dagster():
+    """`mlsys simulate`, the oracle and bench/regimes.py use it without Dagster (a fresh interpreter tells)."""
+    import subprocess
+    import sys
+
+    modules = "mlsys_assets.simulation.shop, mlsys_assets.simulation.oracle, mlsys_assets.simulation.regimes"
+    probe = f"import sys, {modules}; print(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -84,6 +84,14 @@ class FeaturePayload(BaseModel):
         return value
 
 
+class FeatureBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rows: list[FeaturePayload] = Field(
+        min_length=1, description="The features of each customer to score, as /v1/predict/features takes them; at "
+                                  "most MLSYS_API_BATCH_LIMIT rows (default 1000), more is a 413.",
+    )
+
+
 class Prediction(BaseModel):
     customer_id: str | None = None
     predicted_spend: float = Field(description="Forecast revenue in the next horizon_days.")
@@ -97,6 +105,10 @@ class Prediction(BaseModel):
 class BatchResponse(BaseModel):
     predictions: list[Prediction]
     unknown_customer_ids: list[str]
+
+
+class FeatureBatchResponse(BaseModel):
+    predictions: list[Prediction] = Field(description="One per posted row, in the order of `rows`.")
 
 
 class ErrorResponse(BaseModel):

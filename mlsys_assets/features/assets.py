@@ -16,6 +16,7 @@ from dagster import (
     MetadataValue,
     asset,
 )
+import pandas as pd
 from pydantic import Field
 
 from mlsys_assets.features.snapshot import FEATURES, build_snapshot
@@ -127,38 +128,8 @@ def customer_features(
     with warehouse.connect() as con:
         newest = _newest_delivery(con, end)
         snapshot = build_snapshot(con, days, forecast.horizon_days)
-        con.register("_snapshot_frame", snapshot)
-
-        stored = [name for name, _ in table_columns(con, "features.customer_features")]
-        rebuilt = bool(stored) and stored != list(snapshot.columns)
-
-        with transaction(con):
-            if rebuilt:
-                # The feature definition changed: old snapshots cannot sit beside new ones.
-                con.execute("DROP TABLE features.customer_features")
-            con.execute("CREATE TABLE IF NOT EXISTS features.customer_features AS "
-                        "SELECT * REPLACE (as_of::DATE AS as_of) FROM _snapshot_frame LIMIT 0")
-            con.execute("DELETE FROM features.customer_features WHERE as_of BETWEEN ? AND ?", [start, end])
-            con.execute("INSERT INTO features.customer_features BY NAME SELECT * REPLACE (as_of::DATE AS as_of) FROM _snapshot_frame")
-            # Days this run just wrote stay until the next run, so an old day can be backfilled and scored.
-            # Counted from the newest snapshot that has data (never a day past the newest delivery), so a
-            # stray snapshot dated after the data cannot push the real newest one out.
-            con.execute(
-                "DELETE FROM features.customer_features WHERE as_of <= "
-                "least((SELECT max(as_of) FROM features.customer_features), ?::DATE) - ?::INTEGER "
-                "AND as_of NOT BETWEEN ? AND ?",
-                [newest, config.retention_days, start, end],
-            )
-
-        con.unregister("_snapshot_frame")
-        leaks, duplicates = con.execute(
-            """
-            SELECT (SELECT count(*) FROM features.customer_features WHERE as_of BETWEEN $1 AND $2
-                      AND (recency_days < 0 OR tenure_days < 0)),
-                   (SELECT count(*) - count(DISTINCT (as_of, customer_id)) FROM features.customer_features
-                      WHERE as_of BETWEEN $1 AND $2)
-            """, [start, end]
-        ).fetchone()
+        rebuilt = _store_snapshot(con, snapshot, start, end, newest, config.retention_days)
+        leaks, duplicates = con.execute(POINT_IN_TIME_SQL, [start, end]).fetchone()
         kept = con.execute("SELECT min(as_of), max(as_of), count(DISTINCT as_of) FROM features.customer_features").fetchone()
         return MaterializeResult(
             metadata={
@@ -178,3 +149,39 @@ def customer_features(
                 metadata={"rows_with_future_activity": leaks, "duplicate_rows": duplicates},
             )],
         )
+
+
+def _store_snapshot(con, snapshot: pd.DataFrame, start, end, newest, retention_days: int) -> bool:
+    """Replace the days' snapshot rows and prune old days, in one transaction; True when the table was
+    rebuilt because the feature definition (its columns) changed."""
+    con.register("_snapshot_frame", snapshot)
+    stored = [name for name, _ in table_columns(con, "features.customer_features")]
+    rebuilt = bool(stored) and stored != list(snapshot.columns)
+    with transaction(con):
+        if rebuilt:
+            # The feature definition changed: old snapshots cannot sit beside new ones.
+            con.execute("DROP TABLE features.customer_features")
+        con.execute("CREATE TABLE IF NOT EXISTS features.customer_features AS "
+                    "SELECT * REPLACE (as_of::DATE AS as_of) FROM _snapshot_frame LIMIT 0")
+        con.execute("DELETE FROM features.customer_features WHERE as_of BETWEEN ? AND ?", [start, end])
+        con.execute("INSERT INTO features.customer_features BY NAME SELECT * REPLACE (as_of::DATE AS as_of) FROM _snapshot_frame")
+        # Days this run just wrote stay until the next run, so an old day can be backfilled and scored.
+        # Counted from the newest snapshot that has data (never a day past the newest delivery), so a
+        # stray snapshot dated after the data cannot push the real newest one out.
+        con.execute(
+            "DELETE FROM features.customer_features WHERE as_of <= "
+            "least((SELECT max(as_of) FROM features.customer_features), ?::DATE) - ?::INTEGER "
+            "AND as_of NOT BETWEEN ? AND ?",
+            [newest, retention_days, start, end],
+        )
+    con.unregister("_snapshot_frame")
+    return rebuilt
+
+
+# point_in_time: rows that describe activity after their as-of day, duplicate rows.
+POINT_IN_TIME_SQL = """
+    SELECT (SELECT count(*) FROM features.customer_features WHERE as_of BETWEEN $1 AND $2
+              AND (recency_days < 0 OR tenure_days < 0)),
+           (SELECT count(*) - count(DISTINCT (as_of, customer_id)) FROM features.customer_features
+              WHERE as_of BETWEEN $1 AND $2)
+"""

@@ -64,20 +64,28 @@ Numerical notes
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy.optimize import minimize
-from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
+from scipy.special import expit, hyp2f1
 
-# Optimisation runs on log-parameters; the box only keeps exp() finite when a parameter runs off
-# (e.g. b -> infinity when the data show no dropout at all).
-LOG_PARAM_BOUNDS = (-20.0, 20.0)
+from mlsys_assets.features.btyd_likelihood import (
+    BgNbdData,
+    GammaGammaData,
+    bgnbd_negative_mean_log_likelihood,
+    gamma_gamma_negative_mean_log_likelihood,
+    maximize_likelihood,
+    subsample,
+    validated_frequency,
+    validated_horizon,
+    validated_rfm,
+    validated_weights,
+    weighted_sum,
+)
+
 # Half-width of the interval across which eq. 10 is interpolated at its removable singularities.
 SINGULARITY_HALF_WIDTH = 1e-4
 # How close r - a may come to an integer before scipy's hyp2f1 is not trusted (see below).
@@ -95,25 +103,25 @@ class BgNbdParams:
 
     def log_likelihood(self, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, weights: ArrayLike | None = None) -> float:
         """The total (weighted) log-likelihood of the RFM rows (FHL 2005 eq. 6)."""
-        data = _BgNbdData.build(x, t_x, T, weights, deduplicate=False)
-        return -_bgnbd_negative_mean_log_likelihood(self._log_values(), data)[0] * data.total_weight
+        data = BgNbdData.build(x, t_x, T, weights, deduplicate=False)
+        return -bgnbd_negative_mean_log_likelihood(self._log_values(), data)[0] * data.total_weight
 
     def p_alive(self, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> np.ndarray:
         """P(alive at T | x, t_x, T)."""
-        x, t_x, T = _validated_rfm(x, t_x, T)
+        x, t_x, T = validated_rfm(x, t_x, T)
         return _p_alive(self.r, self.alpha, self.a, self.b, x, t_x, T)
 
     def expected_purchases(self, t: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> np.ndarray:
         """E[number of purchases in (T, T + t] | x, t_x, T] (FHL 2005 eq. 10)."""
-        x, t_x, T = _validated_rfm(x, t_x, T)
-        t = _validated_horizon(t)
+        x, t_x, T = validated_rfm(x, t_x, T)
+        t = validated_horizon(t)
         alive = _p_alive(self.r, self.alpha, self.a, self.b, x, t_x, T)
         return alive * self._expected_purchases_if_alive(t, x, T)
 
     def p_no_purchase(self, t: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> np.ndarray:
         """The exact P(no purchase in (T, T + t] | x, t_x, T); see the module docstring."""
-        x, t_x, T = _validated_rfm(x, t_x, T)
-        t = _validated_horizon(t)
+        x, t_x, T = validated_rfm(x, t_x, T)
+        t = validated_horizon(t)
         alive = _p_alive(self.r, self.alpha, self.a, self.b, x, t_x, T)
         return _p_no_purchase(alive, self.r, self.alpha, t, x, T)
 
@@ -162,8 +170,8 @@ class GammaGammaParams:
 
     def log_likelihood(self, x: ArrayLike, m_x: ArrayLike, weights: ArrayLike | None = None) -> float:
         """The total (weighted) log-likelihood of the customers with x >= 1."""
-        data = _GammaGammaData.build(x, m_x, weights)
-        return -_gamma_gamma_negative_mean_log_likelihood(np.log([self.p, self.q, self.v]), data)[0] * data.total_weight
+        data = GammaGammaData.build(x, m_x, weights)
+        return -gamma_gamma_negative_mean_log_likelihood(np.log([self.p, self.q, self.v]), data)[0] * data.total_weight
 
     def conditional_expected_average_spend(self, x: ArrayLike, m_x: ArrayLike) -> np.ndarray:
         """E[spend per transaction | x, m_x]: a credibility-weighted mix of m_x and the population mean.
@@ -171,7 +179,7 @@ class GammaGammaParams:
         Customers with x = 0 get the population mean (their m_x is ignored and may be NaN).
         """
         self._require_finite_mean()
-        x = _validated_frequency(x)
+        x = validated_frequency(x)
         m_x = np.asarray(m_x, dtype=float)
         observed_total = x * np.where(x > 0, m_x, 0.0)
         if np.any(~np.isfinite(observed_total)):
@@ -206,10 +214,10 @@ class BtydModel:
         seed: int = 0,
     ) -> BtydModel:
         """Fit both models; the same deterministic subsample (if any) feeds both."""
-        x, t_x, T = _validated_rfm(x, t_x, T)
+        x, t_x, T = validated_rfm(x, t_x, T)
         m_x = np.asarray(m_x, dtype=float)
-        weights = _validated_weights(weights, len(x))
-        rows = _subsample(len(x), max_customers, seed)
+        weights = validated_weights(weights, len(x))
+        rows = subsample(len(x), max_customers, seed)
         return cls(
             bgnbd=fit_bgnbd(x[rows], t_x[rows], T[rows], weights[rows]),
             gamma_gamma=fit_gamma_gamma(x[rows], m_x[rows], weights[rows]),
@@ -225,8 +233,8 @@ class BtydModel:
     ) -> pd.DataFrame:
         """Per-customer forecasts for the next horizon_days; keeps x's index when x is a Series."""
         index = x.index if isinstance(x, pd.Series) else None
-        x, t_x, T = _validated_rfm(x, t_x, T)
-        t = _validated_horizon(horizon_days)
+        x, t_x, T = validated_rfm(x, t_x, T)
+        t = validated_horizon(horizon_days)
         params = self.bgnbd
         alive = _p_alive(params.r, params.alpha, params.a, params.b, x, t_x, T)
         purchases = alive * params._expected_purchases_if_alive(t, x, T)
@@ -268,16 +276,16 @@ def fit_bgnbd(
     before fitting, so day-granular data fits in the time of its distinct rows. ``max_customers``
     fits on a deterministic uniform subsample of that many rows (weights kept).
     """
-    x, t_x, T = _validated_rfm(x, t_x, T)
-    weights = _validated_weights(weights, len(x))
-    rows = _subsample(len(x), max_customers, seed)
+    x, t_x, T = validated_rfm(x, t_x, T)
+    weights = validated_weights(weights, len(x))
+    rows = subsample(len(x), max_customers, seed)
     x, t_x, T, weights = x[rows], t_x[rows], T[rows], weights[rows]
-    data = _BgNbdData.build(x, t_x, T, weights, deduplicate=True)
+    data = BgNbdData.build(x, t_x, T, weights, deduplicate=True)
     # Start at r = 1 with the rate r / alpha matching the average purchase rate.
-    mean_x = max(_weighted_sum(weights, x) / data.total_weight, 1e-3)
-    mean_T = max(_weighted_sum(weights, T) / data.total_weight, 1e-3)
+    mean_x = max(weighted_sum(weights, x) / data.total_weight, 1e-3)
+    mean_T = max(weighted_sum(weights, T) / data.total_weight, 1e-3)
     start = np.log([1.0, mean_T / mean_x, 1.0, 1.0])
-    r, alpha, a, b = _minimize(_bgnbd_negative_mean_log_likelihood, start, data, "BG/NBD")
+    r, alpha, a, b = maximize_likelihood(bgnbd_negative_mean_log_likelihood, start, data, "BG/NBD")
     return BgNbdParams(r=r, alpha=alpha, a=a, b=b)
 
 
@@ -296,16 +304,16 @@ def fit_gamma_gamma(
     inform the spend distribution; their forecast still follows from the fitted parameters (the
     conditional expectation is defined for m_x = 0 and shrinks toward it).
     """
-    x = _validated_frequency(x)
+    x = validated_frequency(x)
     m_x = np.asarray(m_x, dtype=float)
-    weights = _validated_weights(weights, len(x))
-    rows = np.arange(len(x))[_subsample(len(x), max_customers, seed)]
+    weights = validated_weights(weights, len(x))
+    rows = np.arange(len(x))[subsample(len(x), max_customers, seed)]
     rows = rows[(x[rows] == 0) | (np.isfinite(m_x[rows]) & (m_x[rows] > 0))]
-    data = _GammaGammaData.build(x[rows], m_x[rows], weights[rows])
-    mean_spend = _weighted_sum(data.weight, data.m_x) / data.total_weight
+    data = GammaGammaData.build(x[rows], m_x[rows], weights[rows])
+    mean_spend = weighted_sum(data.weight, data.m_x) / data.total_weight
     # Start at p = 1, q = 2, where the population mean p v / (q - 1) equals the observed mean.
     start = np.log([1.0, 2.0, mean_spend])
-    p, q, v = _minimize(_gamma_gamma_negative_mean_log_likelihood, start, data, "Gamma-Gamma")
+    p, q, v = maximize_likelihood(gamma_gamma_negative_mean_log_likelihood, start, data, "Gamma-Gamma")
     return GammaGammaParams(p=p, q=q, v=v)
 
 
@@ -361,244 +369,3 @@ def _expected_purchases_if_alive(
     direct_rounding = 1.0 + np.abs((power_minus_one + 1.0) * hypergeometric)
     bracket = np.where(split_rounding <= direct_rounding, split, direct)
     return c / (a - 1.0) * bracket
-
-
-@dataclass(frozen=True)
-class _BgNbdData:
-    """RFM rows prepared for the likelihood, split into first-time-only and repeat buyers."""
-
-    distinct_x: np.ndarray
-    weight_by_distinct_x: np.ndarray
-    # Customers with x = 0: only T matters.
-    once_T: np.ndarray
-    once_weight: np.ndarray
-    # Customers with x >= 1.
-    repeat_x: np.ndarray
-    repeat_t_x: np.ndarray
-    repeat_T: np.ndarray
-    repeat_weight: np.ndarray
-    total_weight: float
-
-    @classmethod
-    def build(
-        cls, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, weights: ArrayLike | None, *, deduplicate: bool
-    ) -> _BgNbdData:
-        x, t_x, T = _validated_rfm(x, t_x, T)
-        weight = _validated_weights(weights, len(x))
-        # t_x carries no information when x = 0; zeroing it lets those rows merge.
-        t_x = np.where(x > 0, t_x, 0.0)
-        if deduplicate:
-            merged = (
-                pd.DataFrame({"x": x, "t_x": t_x, "T": T, "weight": weight})
-                .groupby(["x", "t_x", "T"], sort=False)["weight"]
-                .sum()
-                .reset_index()
-            )
-            x, t_x, T, weight = (merged[c].to_numpy(dtype=float) for c in ("x", "t_x", "T", "weight"))
-        kept = weight > 0
-        x, t_x, T, weight = x[kept], t_x[kept], T[kept], weight[kept]
-        if len(x) == 0:
-            raise ValueError("no customers with positive weight to fit on")
-        distinct_x, x_index = np.unique(x, return_inverse=True)
-        repeat = x > 0
-        return cls(
-            distinct_x=distinct_x,
-            weight_by_distinct_x=np.bincount(x_index, weights=weight, minlength=len(distinct_x)),
-            once_T=T[~repeat],
-            once_weight=weight[~repeat],
-            repeat_x=x[repeat],
-            repeat_t_x=t_x[repeat],
-            repeat_T=T[repeat],
-            repeat_weight=weight[repeat],
-            total_weight=float(weight.sum()),
-        )
-
-
-def _bgnbd_negative_mean_log_likelihood(log_params: np.ndarray, data: _BgNbdData) -> tuple[float, np.ndarray]:
-    """-(weighted mean log-likelihood) and its gradient in the log-parameters.
-
-    Per customer, log L = log[Gamma(r+x) alpha^r / Gamma(r)] + log[B(a, b+x) / B(a, b)]
-    + log[(alpha+T)^-(r+x) + [x > 0] a / (b+x-1) (alpha+t_x)^-(r+x)]; the last term is
-    "alive at T" plus "died after the last purchase", combined by log-sum-exp.
-    """
-    r, alpha, a, b = np.exp(log_params)
-    xs, wx = data.distinct_x, data.weight_by_distinct_x
-    x, w = data.repeat_x, data.repeat_weight
-
-    by_x = gammaln(r + xs) - gammaln(r) + r * np.log(alpha) + betaln(a, b + xs) - betaln(a, b)
-    log_alpha_T_once = np.log(alpha + data.once_T)
-    log_alpha_T = np.log(alpha + data.repeat_T)
-    log_alpha_t_x = np.log(alpha + data.repeat_t_x)
-    log_alive_term = -(r + x) * log_alpha_T
-    # log(dead term / alive term); logaddexp(0, .) adds the dead term in log space.
-    log_odds_dead = np.log(a) - np.log(b + x - 1.0) + (r + x) * (log_alpha_T - log_alpha_t_x)
-    log_likelihood = (
-        _weighted_sum(wx, by_x)
-        - r * _weighted_sum(data.once_weight, log_alpha_T_once)
-        + _weighted_sum(w, log_alive_term + np.logaddexp(0.0, log_odds_dead))
-    )
-
-    # The derivatives of the two branches are weighted by their shares of the likelihood; the
-    # dead branch's share is 1 - P(alive).
-    weight_dead = w * expit(log_odds_dead)
-    weight_alive = w - weight_dead
-    d_r = (
-        _weighted_sum(wx, digamma(r + xs) - digamma(r) + np.log(alpha))
-        - _weighted_sum(data.once_weight, log_alpha_T_once)
-        - _weighted_sum(weight_alive, log_alpha_T)
-        - _weighted_sum(weight_dead, log_alpha_t_x)
-    )
-    d_alpha = (
-        data.total_weight * r / alpha
-        - r * _weighted_sum(data.once_weight, 1.0 / (alpha + data.once_T))
-        - _weighted_sum(weight_alive, (r + x) / (alpha + data.repeat_T))
-        - _weighted_sum(weight_dead, (r + x) / (alpha + data.repeat_t_x))
-    )
-    d_a = _weighted_sum(wx, digamma(a + b) - digamma(a + b + xs)) + weight_dead.sum() / a
-    d_b = _weighted_sum(wx, digamma(b + xs) - digamma(b) + digamma(a + b) - digamma(a + b + xs)) - _weighted_sum(
-        weight_dead, 1.0 / (b + x - 1.0)
-    )
-    gradient = np.array([d_r * r, d_alpha * alpha, d_a * a, d_b * b])
-    return -log_likelihood / data.total_weight, -gradient / data.total_weight
-
-
-# --- Gamma-Gamma internals -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _GammaGammaData:
-    """Repeat buyers' (x, m_x) with the parameter-free sums of the likelihood precomputed."""
-
-    x: np.ndarray
-    m_x: np.ndarray
-    weight: np.ndarray
-    distinct_x: np.ndarray
-    weight_by_distinct_x: np.ndarray
-    sum_w_x_log_x_m: float
-    sum_w_log_m: float
-    total_weight: float
-
-    @classmethod
-    def build(cls, x: ArrayLike, m_x: ArrayLike, weights: ArrayLike | None) -> _GammaGammaData:
-        x = _validated_frequency(x)
-        m_x = np.asarray(m_x, dtype=float)
-        weight = _validated_weights(weights, len(x))
-        kept = (x > 0) & (weight > 0)
-        x, m_x, weight = x[kept], m_x[kept], weight[kept]
-        if len(x) == 0:
-            raise ValueError("the Gamma-Gamma model needs customers with at least one repeat purchase")
-        if not np.all(np.isfinite(m_x) & (m_x > 0)):
-            raise ValueError("m_x must be positive and finite for every customer with x >= 1")
-        distinct_x, x_index = np.unique(x, return_inverse=True)
-        return cls(
-            x=x,
-            m_x=m_x,
-            weight=weight,
-            distinct_x=distinct_x,
-            weight_by_distinct_x=np.bincount(x_index, weights=weight, minlength=len(distinct_x)),
-            sum_w_x_log_x_m=_weighted_sum(weight, x * np.log(x * m_x)),
-            sum_w_log_m=_weighted_sum(weight, np.log(m_x)),
-            total_weight=float(weight.sum()),
-        )
-
-
-def _gamma_gamma_negative_mean_log_likelihood(
-    log_params: np.ndarray, data: _GammaGammaData
-) -> tuple[float, np.ndarray]:
-    """-(weighted mean log-likelihood) of the observed average spends, and its gradient.
-
-    The log density of m_x given x (Fader and Hardie 2013):
-    lnG(px+q) - lnG(px) - lnG(q) + q ln v + (px-1) ln m + px ln x - (px+q) ln(x m + v).
-    """
-    p, q, v = np.exp(log_params)
-    xs, wx = data.distinct_x, data.weight_by_distinct_x
-    log_x_m_v = np.log(data.x * data.m_x + v)
-    w_x = data.weight * data.x
-
-    log_likelihood = (
-        _weighted_sum(wx, gammaln(p * xs + q) - gammaln(p * xs) - gammaln(q) + q * np.log(v))
-        + p * data.sum_w_x_log_x_m
-        - data.sum_w_log_m
-        - p * _weighted_sum(w_x, log_x_m_v)
-        - q * _weighted_sum(data.weight, log_x_m_v)
-    )
-    d_p = (
-        _weighted_sum(wx, xs * (digamma(p * xs + q) - digamma(p * xs)))
-        + data.sum_w_x_log_x_m
-        - _weighted_sum(w_x, log_x_m_v)
-    )
-    d_q = _weighted_sum(wx, digamma(p * xs + q) - digamma(q) + np.log(v)) - _weighted_sum(data.weight, log_x_m_v)
-    d_v = data.total_weight * q / v - _weighted_sum(data.weight, (p * data.x + q) / (data.x * data.m_x + v))
-    gradient = np.array([d_p * p, d_q * q, d_v * v])
-    return -log_likelihood / data.total_weight, -gradient / data.total_weight
-
-
-# --- shared helpers ----------------------------------------------------------------------------
-
-
-def _minimize(
-    objective: Callable[[np.ndarray, Any], tuple[float, np.ndarray]], start: np.ndarray, data: Any, model: str
-) -> tuple[float, ...]:
-    result = minimize(
-        objective,
-        start,
-        args=(data,),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[LOG_PARAM_BOUNDS] * len(start),
-        options={"maxiter": 1000, "ftol": 1e-13, "gtol": 1e-9},
-    )
-    if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
-        raise RuntimeError(f"{model} fit failed: {result.message}")
-    # A line search that cannot improve at the optimum is common with tight tolerances; only a
-    # gradient that is still large means the fit stopped early.
-    if not result.success and np.max(np.abs(result.jac)) > 1e-5:
-        warnings.warn(f"{model} fit may not have converged: {result.message}", RuntimeWarning, stacklevel=3)
-    if np.any(np.abs(result.x) >= LOG_PARAM_BOUNDS[1] - 1e-6):
-        warnings.warn(f"{model} fit hit a parameter bound: {np.exp(result.x)}", RuntimeWarning, stacklevel=3)
-    return tuple(float(value) for value in np.exp(result.x))
-
-
-def _weighted_sum(weights: np.ndarray, values: np.ndarray) -> float:
-    # Not `weights @ values`: BLAS threads spinning between the optimiser's many small calls
-    # made fits 20x slower on a busy machine.
-    return float(np.sum(weights * values))
-
-
-def _validated_frequency(x: ArrayLike) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
-    if not np.all(np.isfinite(x) & (x >= 0) & (x == np.floor(x))):
-        raise ValueError("x (repeat purchases) must be non-negative integers")
-    return x
-
-
-def _validated_rfm(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    x = _validated_frequency(x)
-    t_x = np.asarray(t_x, dtype=float)
-    T = np.asarray(T, dtype=float)
-    x, t_x, T = np.broadcast_arrays(x, t_x, T)
-    if not np.all(np.isfinite(t_x) & np.isfinite(T) & (t_x >= 0) & (t_x <= T)):
-        raise ValueError("RFM rows need finite 0 <= t_x <= T")
-    return x, t_x, T
-
-
-def _validated_horizon(t: ArrayLike) -> np.ndarray:
-    t = np.asarray(t, dtype=float)
-    if not np.all(np.isfinite(t) & (t >= 0)):
-        raise ValueError("the horizon t must be finite and >= 0")
-    return t
-
-
-def _validated_weights(weights: ArrayLike | None, n: int) -> np.ndarray:
-    if weights is None:
-        return np.ones(n)
-    weights = np.asarray(weights, dtype=float)
-    if weights.shape != (n,) or not np.all(np.isfinite(weights) & (weights >= 0)):
-        raise ValueError(f"weights must be {n} finite non-negative numbers")
-    return weights
-
-
-def _subsample(n: int, max_customers: int | None, seed: int) -> np.ndarray | slice:
-    if max_customers is None or max_customers >= n:
-        return slice(None)
-    return np.sort(np.random.default_rng(seed).choice(n, size=max_customers, replace=False))

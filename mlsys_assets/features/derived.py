@@ -29,3 +29,13 @@ def season_features(day: dt.date) -> dict[str, float]:
     """The season columns of a row whose as-of day is `day`: `season_sql`'s formula, in Python."""
     angle = 2 * math.pi * day.timetuple().tm_yday / SEASON_PERIOD_DAYS
     return {name: function(angle) for name, _, function in _SEASON}
+
+
+# Every feature derived from the as-of day alone (what a /v1/predict/features payload does not carry).
+DERIVED_FEATURES = SEASON_FEATURES
+
+
+def derived_features(day: dt.date) -> dict[str, float]:
+    """Every feature derived from the as-of day `day`, as plain floats (the API's rows, no pandas): the
+    season today; a feature added here is added to the API's rows too."""
+    return season_features(day)

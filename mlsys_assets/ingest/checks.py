@@ -1,5 +1,5 @@
-"""Checks on the raw layer: the freshness check runs on its own clock; known_customers_check is evaluated by
-raw_transactions with each load (this module does not import the asset, so the asset can import it)."""
+"""Checks on the raw layer: the freshness check runs on its own clock; the other checks here are evaluated by
+raw_transactions and raw_customers with each load (this module does not import the assets, so they can import it)."""
 
 import datetime as dt
 
@@ -11,13 +11,21 @@ from dagster import (
     AssetKey,
     AutomationCondition,
     Config,
+    MetadataValue,
     asset_check,
 )
 from pydantic import Field
 
+from mlsys_assets.ingest.landing_file import StagedFile
+from mlsys_assets.ingest.pii import email_like_columns
+from mlsys_assets.ingest.raw_tables import RAW_TABLES_DDL
+from mlsys_assets.metadata import ddl_column_schema, table_columns
 from mlsys_assets.resources import LandingZone
 
 RAW_TRANSACTIONS = AssetKey(["raw", "transactions"])
+# The declared schemas: the assets' column schema in the UI and what the schema checks compare with.
+TRANSACTIONS_SCHEMA = ddl_column_schema(RAW_TABLES_DDL, "raw.transactions")
+CUSTOMERS_SCHEMA = ddl_column_schema(RAW_TABLES_DDL, "raw.customers")
 
 
 class FreshnessConfig(Config):
@@ -101,3 +109,58 @@ def known_customers_check(con: duckdb.DuckDBPyConnection, in_run: str) -> AssetC
 
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def schema_check(con: duckdb.DuckDBPyConnection, table: str, declared) -> AssetCheckResult:
+    """The table has exactly the declared columns and types."""
+    expected = [(c.name, c.type.replace(" NOT NULL", "")) for c in declared.columns]
+    actual = table_columns(con, table)
+    return AssetCheckResult(
+        check_name="schema",
+        passed=actual == expected,
+        metadata={"expected": MetadataValue.json(expected), "actual": MetadataValue.json(actual)},
+    )
+
+
+def reconciliation_check(con: duckdb.DuckDBPyConnection, staged: list[StagedFile], table: str) -> AssetCheckResult:
+    """Rows loaded + quarantined per file must equal the data lines read from it."""
+    stored = dict(
+        con.execute(
+            f"""
+            SELECT source_file, sum(n) FROM (
+                SELECT source_file, count(*) AS n FROM {table} GROUP BY ALL
+                UNION ALL
+                SELECT source_file, count(*) FROM raw.quarantine GROUP BY ALL
+            )
+            WHERE source_file IN (SELECT source_name FROM _files)
+            GROUP BY ALL
+            """
+        ).fetchall()
+    )
+    mismatches = {}
+    for item in staged:
+        name = item.file.source_name
+        accounted = int(stored.get(name, 0))
+        if accounted != item.data_lines:
+            mismatches[name] = {"data_lines": item.data_lines, "loaded_plus_quarantined": accounted}
+    return AssetCheckResult(
+        check_name="reconciliation",
+        passed=not mismatches,
+        metadata={
+            "files_checked": len(staged),
+            "data_lines": sum(s.data_lines for s in staged),
+            "mismatches": MetadataValue.json(mismatches),
+        },
+    )
+
+
+def no_personal_data_check(con: duckdb.DuckDBPyConnection, check_name: str = "no_personal_data") -> AssetCheckResult:
+    """Scans every VARCHAR column of every table of the warehouse, one column at a time
+    (pii.email_like_columns); the metadata names the columns, never the values."""
+    found = email_like_columns(con)
+    return AssetCheckResult(
+        check_name=check_name,
+        passed=not found,
+        metadata={"rows_with_an_email_address": sum(found.values()),
+                  "columns_with_an_email_address": MetadataValue.json(found)},
+    )

@@ -17,15 +17,8 @@ from pathlib import Path
 import duckdb
 
 from mlsys_assets.contract import EXCLUDED_REASON, FeedFormat
-from mlsys_assets.ingest.reader import (
-    LandingFile,
-    amount_text_sql,
-    create_staging_tables,
-    date_sql,
-    excluded_sql,
-    register_exclusions,
-    stage_files,
-)
+from mlsys_assets.ingest.reader import LandingFile, create_staging_tables, stage_files
+from mlsys_assets.ingest.value_sql import amount_text_sql, date_sql, excluded_sql, register_exclusions
 from mlsys_assets.storage import DataLayout, atomic_path
 
 OUTPUT_COLUMNS = ("transaction_id", "customer_id", "event_time", "amount", "quantity")

@@ -14,7 +14,10 @@ import secrets
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
+
+from mlsys_assets.contract import PERSONAL_FIELDS
+from mlsys_assets.ingest.dialect import inspect_file, resolve_columns
+from mlsys_assets.ingest.landing_file import LandingFile
 
 PII_KEY_ENV = "MLSYS_PII_KEY"
 ALLOW_LOCAL_KEY_ENV = "MLSYS_ALLOW_LOCAL_PII_KEY"
@@ -58,16 +61,34 @@ def pii_key(secrets_dir: Path, log: logging.Logger | None = None, simulated: boo
 
 
 def register_pii_hash(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
-    """Make `pii_hash(text)` (hex HMAC-SHA256, NULL for NULL or empty) available in SQL."""
+    """Make `pii_hash(text)` (hex HMAC-SHA256, NULL for NULL or empty) available in SQL.
 
-    def pii_hash(values: pa.Array) -> pa.Array:
-        hashed = [
-            hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest() if value else None
-            for value in values.to_pylist()
-        ]
-        return pa.array(hashed, type=pa.string())
+    HMAC (RFC 2104) is two SHA-256 passes over the key's padded forms: DuckDB's own `sha256` runs them,
+    vectorized and in parallel. The padded keys go into a temporary table through bound parameters, so the
+    key never appears in SQL text; `hmac_sha256_hex` is the same function in Python (tests compare them).
+    """
+    inner, outer = _hmac_pads(key)
+    con.execute("CREATE OR REPLACE TEMP TABLE _pii_key (inner_pad BLOB, outer_pad BLOB)")
+    con.execute("INSERT INTO _pii_key VALUES (?, ?)", [inner, outer])
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP MACRO pii_hash(value) AS
+        CASE WHEN value <> '' THEN sha256((SELECT outer_pad FROM _pii_key)
+                                          || unhex(sha256((SELECT inner_pad FROM _pii_key) || encode(value)))) END
+        """
+    )
 
-    con.create_function("pii_hash", pii_hash, ["VARCHAR"], "VARCHAR", type="arrow", side_effects=False)
+
+def _hmac_pads(key: bytes) -> tuple[bytes, bytes]:
+    """The key XOR-ed with HMAC's inner and outer pads (a key longer than a SHA-256 block is hashed first)."""
+    block = hashlib.sha256().block_size
+    key = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+def hmac_sha256_hex(key: bytes, value: str | None) -> str | None:
+    """What `pii_hash` computes, in Python: hex HMAC-SHA256 of the UTF-8 text, None for None or empty."""
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest() if value else None
 
 
 def split_line(text: str, delimiter: str) -> list[str]:
@@ -110,7 +131,8 @@ def email_like_columns(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
     One query per column (the pattern is a bound parameter): a guard that reads each column on its own
     cannot be fooled the way `concat_ws('|', COLUMNS(*))` in a WHERE was (DuckDB expands that into one
-    condition per column, AND-ed, so a single dirty column never matched).
+    condition per column, AND-ed, so a single dirty column never matched). The pattern needs an '@', so a
+    value without one is passed over before the regular expression runs.
     """
     columns = con.execute(
         """SELECT c.schema_name, c.table_name, c.column_name FROM duckdb_columns() c
@@ -122,7 +144,8 @@ def email_like_columns(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     for schema, table, column in columns:
         source, target = f"{_ident(schema)}.{_ident(table)}", _ident(column)
         count = con.execute(
-            f"SELECT count(*) FROM {source} WHERE regexp_matches({target}, ?)", [EMAIL_SQL_PATTERN]
+            f"SELECT count(*) FROM {source} WHERE contains({target}, '@') AND regexp_matches({target}, ?)",
+            [EMAIL_SQL_PATTERN],
         ).fetchone()[0]
         if count:
             found[f"{schema}.{table}.{column}"] = count
@@ -139,11 +162,8 @@ def clear_positions(con: duckdb.DuckDBPyConnection, path: Path, fmt) -> tuple[tu
     Only those fields of a quarantined line may stay readable; anything else (personal fields, extra or
     unmapped columns) is masked.
     """
-    from mlsys_assets.contract import PERSONAL_FIELDS
-    from mlsys_assets.ingest.reader import LandingFile, _inspect, _resolve_columns
-
-    _kind, columns = _inspect(LandingFile(path, path.name), fmt, con)
-    positions = _resolve_columns(path, fmt, list(columns))
+    _kind, columns = inspect_file(LandingFile(path, path.name), fmt, con)
+    positions = resolve_columns(path, fmt, list(columns))
     clear = tuple(sorted(p for c, p in positions.items() if c not in PERSONAL_FIELDS))
     return clear, len(columns), positions.get("customer_id")
 

@@ -1,6 +1,6 @@
 -- Type and judge every staged customer line; see validate_transactions.sql for the conventions.
 -- Bound parameters: the e-mail pattern, 3 times (pii.EMAIL_SQL_PATTERN).
--- Personal fields are hashed here (pii_hash is a Python UDF keyed by MLSYS_PII_KEY) and never stored in clear.
+-- Personal fields are hashed here (pii_hash: HMAC-SHA256 keyed by MLSYS_PII_KEY, pii.register_pii_hash) and never stored in clear.
 CREATE OR REPLACE TEMP TABLE _checked_customers AS
 WITH typed AS (
     SELECT

@@ -6,6 +6,7 @@
 CREATE OR REPLACE TEMP TABLE _checked_transactions AS
 WITH typed AS (
     SELECT
+        s.rowid AS staged_row,
         s.*,
         $excluded AS excluded,
         nullif(trim(s.customer_id), '') AS customer_key,
@@ -21,13 +22,18 @@ WITH typed AS (
                  'L' || strftime(s.delivery_date, '%Y%m%d') || '-' || s.line) AS txn_id
     FROM _staged_transactions s
 ),
+-- Only an id that occurs more than once in the run needs ranking (the first by day and line wins): the
+-- window runs over those rows alone, not over every row of the run.
+repeated AS (
+    SELECT txn_id, excluded IS NULL AS kept FROM typed GROUP BY ALL HAVING count(*) > 1
+),
 ranked AS (
     SELECT
-        typed.*,
+        typed.staged_row,
         row_number() OVER same_id AS occurrence,
         first_value(typed.source_file || ' line ' || coalesce(typed.line::VARCHAR, '?')) OVER same_id AS first_seen
-    FROM typed
-    WINDOW same_id AS (PARTITION BY txn_id, excluded IS NULL ORDER BY delivery_date, line)
+    FROM typed SEMI JOIN repeated ON repeated.txn_id = typed.txn_id AND repeated.kept = (typed.excluded IS NULL)
+    WINDOW same_id AS (PARTITION BY typed.txn_id, typed.excluded IS NULL ORDER BY typed.delivery_date, typed.line)
 ),
 -- Transactions already stored from deliveries this run does not replace.
 stored AS (
@@ -38,13 +44,16 @@ stored AS (
     GROUP BY transaction_id
 )
 SELECT
-    ranked.*,
+    typed.* EXCLUDE (staged_row),
+    coalesce(ranked.occurrence, 1) AS occurrence,
+    ranked.first_seen,
     CASE
         WHEN excluded IS NOT NULL THEN excluded
         WHEN customer_key IS NULL THEN
             {'column': 'customer_id', 'reason': 'missing_value', 'detail': 'customer_id is empty'}
         -- Ids are stored in clear: an e-mail there (an export keyed by e-mail) must never reach a table.
-        WHEN regexp_matches(concat_ws(' ', customer_key, txn_id), ?) THEN
+        -- (The pattern needs an '@': the cheap test first, the regular expression only where one is.)
+        WHEN contains(concat_ws(' ', customer_key, txn_id), '@') AND regexp_matches(concat_ws(' ', customer_key, txn_id), ?) THEN
             {'column': CASE WHEN regexp_matches(customer_key, ?) THEN 'customer_id' ELSE 'transaction_id' END,
              'reason': 'personal_data', 'detail': 'an e-mail address in a column that is stored in clear'}
         WHEN nullif(trim(event_time), '') IS NULL THEN
@@ -83,5 +92,6 @@ SELECT
             {'column': 'transaction_id', 'reason': 'duplicate_id',
              'detail': 'transaction_id ' || txn_id || ' was already loaded from ' || stored.stored_at}
     END AS problem
-FROM ranked
-LEFT JOIN stored ON stored.transaction_id = ranked.txn_id;
+FROM typed
+LEFT JOIN ranked USING (staged_row)
+LEFT JOIN stored ON stored.transaction_id = typed.txn_id;

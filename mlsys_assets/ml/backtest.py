@@ -116,14 +116,18 @@ def choose_postprocessing(target: Target, backtest: pd.DataFrame) -> dict:
                               for _, part in cutoffs]))
 
     weight = min(BLEND_WEIGHTS, key=lambda w: (loss(w), -w))
-    scale, kept = 1.0, False
-    if target.name == "ltv":
-        ratios = np.array([part["actual"].sum() / max(_blend(part, weight).sum(), 1e-9) for _, part in cutoffs])
-        pooled = float(sum(p["actual"].sum() for _, p in cutoffs) / max(sum(_blend(p, weight).sum() for _, p in cutoffs), 1e-9))
-        same_side = bool(np.all(ratios > 1) or np.all(ratios < 1))
-        kept = len(ratios) >= 2 and same_side and float(np.ptp(ratios)) / pooled <= SCALE_MAX_SPREAD
-        scale = pooled if kept else 1.0
+    scale, kept = _bias_scale(cutoffs, weight) if target.bias_scaled else (1.0, False)
     return {"blend_weight": float(weight), "scale": float(scale), "scale_kept": bool(kept)}
+
+
+def _bias_scale(cutoffs: list[tuple], weight: float) -> tuple[float, bool]:
+    """The pooled actual/forecast ratio, kept only when every cutoff is biased the same way and the
+    cutoffs' ratios spread by at most SCALE_MAX_SPREAD of it."""
+    ratios = np.array([part["actual"].sum() / max(_blend(part, weight).sum(), 1e-9) for _, part in cutoffs])
+    pooled = float(sum(p["actual"].sum() for _, p in cutoffs) / max(sum(_blend(p, weight).sum() for _, p in cutoffs), 1e-9))
+    same_side = bool(np.all(ratios > 1) or np.all(ratios < 1))
+    kept = len(ratios) >= 2 and same_side and float(np.ptp(ratios)) / pooled <= SCALE_MAX_SPREAD
+    return (pooled, True) if kept else (1.0, False)
 
 
 def leave_one_out_forecasts(target: Target, backtest: pd.DataFrame) -> pd.Series:

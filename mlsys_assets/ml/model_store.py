@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from catboost import CatBoost, CatBoostClassifier, CatBoostRegressor
+from catboost import CatBoost
 
+from mlsys_assets.ml.targets import TARGETS
 from mlsys_assets.storage import PRODUCTION_POINTER_FILE, write_text_atomically
-
-MODEL_KINDS = {"ltv": CatBoostRegressor, "churn": CatBoostClassifier}
 
 
 class NoProductionModelError(RuntimeError):
@@ -51,7 +50,7 @@ class ModelVersion:
         return json.loads(self.card_file.read_text())
 
     def load(self) -> CatBoost:
-        model = MODEL_KINDS[self.model]()
+        model = TARGETS[self.model].catboost_class()
         model.load_model(str(self.model_file))
         return model
 

@@ -48,6 +48,9 @@ class Target:
     metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]]
     blend_metric: str  # chooses the blend weight on the backtest (lower is better)
     gate_metrics: tuple[str, ...]  # must match or beat the classic model on the backtest
+    # A total to keep right: spend forecasts may be rescaled when every cutoff shows the same bias
+    # (ml/backtest.py); a probability keeps its calibration from the loss and is never rescaled.
+    bias_scaled: bool
 
     def btyd_forecast(self, btyd_values: np.ndarray) -> np.ndarray:
         values = np.asarray(btyd_values, float)
@@ -61,13 +64,13 @@ TARGETS = {
         name="ltv", label="label_spend", btyd_column="btyd_expected_spend", btyd_missing=0.0,
         catboost_class=CatBoostRegressor, default_loss="Tweedie:variance_power=1.2",
         to_raw=_log, from_raw=np.exp, metrics=spend_metrics, blend_metric="rmse",
-        gate_metrics=("rmse", "gini", "top10_capture", "abs_bias_pct"),
+        gate_metrics=("rmse", "gini", "top10_capture", "abs_bias_pct"), bias_scaled=True,
     ),
     # No purchase in (A, A+H]: BG/NBD's exact P(no purchase) on the logit scale.
     "churn": Target(
         name="churn", label="churned", btyd_column="btyd_p_no_purchase", btyd_missing=1.0,
         catboost_class=CatBoostClassifier, default_loss="Logloss",
         to_raw=_logit, from_raw=_sigmoid, metrics=churn_metrics, blend_metric="brier",
-        gate_metrics=("roc_auc", "brier"),
+        gate_metrics=("roc_auc", "brier"), bias_scaled=False,
     ),
 }

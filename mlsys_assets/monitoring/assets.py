@@ -153,21 +153,24 @@ def _drift_check(name: str, result: "ReportResult", settings: MonitoringSettings
     )
 
 
-@asset(
-    key=["monitoring", "feature_drift_report"],
-    group_name="monitoring",
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.multi_run(1),
-    deps=[AssetDep(["features", "customer_features"]), AssetDep(["ml", "model_registry"])],
-    pool=WAREHOUSE_POOL,
-    kinds={"evidently"},
-    automation_condition=recent_days_eager,
+def report_asset(name: str, *, deps: list[list[str]], description: str, check: str, check_description: str):
+    """The shape every report asset shares: `monitoring/<name>`, daily, one partition per run (each day links its
+    own report), a warehouse step, following new data for the recent days, and one alert check."""
+    return asset(
+        key=["monitoring", name], group_name="monitoring", partitions_def=daily_partitions,
+        backfill_policy=BackfillPolicy.multi_run(1), deps=[AssetDep(dep) for dep in deps], pool=WAREHOUSE_POOL,
+        kinds={"evidently"}, automation_condition=recent_days_eager, description=description,
+        check_specs=[AssetCheckSpec(check, asset=["monitoring", name], description=check_description)],
+    )
+
+
+@report_asset(
+    "feature_drift_report", deps=[["features", "customer_features"], ["ml", "model_registry"]],
     description="Evidently data drift: the production LTV model's training features (its reference sample) against "
-                "the day's feature snapshot; the alert features are tested, the age-like ones shown untested. "
-                "HTML under `data/reports/feature_drift/<day>.html`.",
-    check_specs=[AssetCheckSpec("feature_drift", asset=["monitoring", "feature_drift_report"],
-                                description="Share of drifted features at most drift_share_threshold, and none of "
-                                            "the production model's most important features drifted.")],
+    "the day's feature snapshot; the alert features are tested, the age-like ones shown untested. "
+    "HTML under `data/reports/feature_drift/<day>.html`.",
+    check="feature_drift", check_description="Share of drifted features at most drift_share_threshold, and none of "
+    "the production model's most important features drifted.",
 )
 def feature_drift_report(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings
@@ -201,20 +204,12 @@ def feature_drift_report(
     )
 
 
-@asset(
-    key=["monitoring", "prediction_drift_report"],
-    group_name="monitoring",
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.multi_run(1),
-    deps=[AssetDep(["predictions", "customer_predictions"])],
-    pool=WAREHOUSE_POOL,
-    kinds={"evidently"},
-    automation_condition=recent_days_eager,
+@report_asset(
+    "prediction_drift_report", deps=[["predictions", "customer_predictions"]],
     description="Evidently drift of the forecasts: the production models' predictions on their newest backtest "
-                "cutoff (the holdout day) against the day's predictions (predicted spend and churn probability). "
-                "HTML under `data/reports/prediction_drift/<day>.html`.",
-    check_specs=[AssetCheckSpec("prediction_drift", asset=["monitoring", "prediction_drift_report"],
-                                description="Neither forecast's distribution drifted from the holdout day's.")],
+    "cutoff (the holdout day) against the day's predictions (predicted spend and churn probability). "
+    "HTML under `data/reports/prediction_drift/<day>.html`.",
+    check="prediction_drift", check_description="Neither forecast's distribution drifted from the holdout day's.",
 )
 def prediction_drift_report(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings
@@ -250,22 +245,14 @@ def prediction_drift_report(
     )
 
 
-@asset(
-    key=["monitoring", "model_performance_report"],
-    group_name="monitoring",
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.multi_run(1),
-    deps=[AssetDep(["predictions", "customer_predictions"]), AssetDep(["raw", "transactions"])],
-    pool=WAREHOUSE_POOL,
-    kinds={"evidently"},
-    automation_condition=recent_days_eager,
+@report_asset(
+    "model_performance_report", deps=[["predictions", "customer_predictions"], ["raw", "transactions"]],
     description="Evidently regression and classification quality of the forecasts made H days before the day, "
-                "against what those customers actually did since: runs once labels have matured. It has no "
-                "reference dataset: its check compares the matured metrics with the models' own holdout "
-                "evaluation. HTML under `data/reports/model_performance/<day>.html`.",
-    check_specs=[AssetCheckSpec("performance_drop", asset=["monitoring", "model_performance_report"],
-                                description="Matured churn AUC and spend Gini within performance_tolerance of the "
-                                            "model's own holdout evaluation.")],
+    "against what those customers actually did since: runs once labels have matured. It has no "
+    "reference dataset: its check compares the matured metrics with the models' own holdout "
+    "evaluation. HTML under `data/reports/model_performance/<day>.html`.",
+    check="performance_drop", check_description="Matured churn AUC and spend Gini within performance_tolerance of the "
+    "model's own holdout evaluation.",
 )
 def model_performance_report(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings,
@@ -335,20 +322,12 @@ def _performance_check(matured: dict, expected: dict, settings: MonitoringSettin
     )
 
 
-@asset(
-    key=["monitoring", "data_quality_report"],
-    group_name="monitoring",
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.multi_run(1),
-    deps=[AssetDep(["raw", "transactions"])],
-    pool=WAREHOUSE_POOL,
-    kinds={"evidently"},
-    automation_condition=recent_days_eager,
+@report_asset(
+    "data_quality_report", deps=[["raw", "transactions"]],
     description="Evidently data summary and drift of the newest week of raw transactions against the four weeks "
-                "before it (amount, quantity, hour and weekday of purchase). "
-                "HTML under `data/reports/data_quality/<day>.html`.",
-    check_specs=[AssetCheckSpec("data_quality", asset=["monitoring", "data_quality_report"],
-                                description="Warns when the newest week's transactions drift from the previous weeks.")],
+    "before it (amount, quantity, hour and weekday of purchase). "
+    "HTML under `data/reports/data_quality/<day>.html`.",
+    check="data_quality", check_description="Warns when the newest week's transactions drift from the previous weeks.",
 )
 def data_quality_report(
     context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone, settings: MonitoringSettings

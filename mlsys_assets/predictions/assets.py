@@ -21,6 +21,7 @@ from dagster import (
     asset,
 )
 import numpy as np
+import pandas as pd
 from pydantic import Field
 
 from mlsys_assets.metadata import ddl_column_schema, markdown_table
@@ -72,10 +73,7 @@ def customer_predictions(
 ) -> MaterializeResult:
     start, end = partition_days(context)
     models = load_production(warehouse, landing, forecast.horizon_days, context.run_id)
-    trained_for = {m.version.card().get("label_window_days") for m in (models.ltv, models.churn)} - {None}
-    if trained_for and trained_for != {forecast.horizon_days}:
-        raise Failure(description=f"the production models forecast {sorted(trained_for)} days but the horizon is "
-                                  f"{forecast.horizon_days} (MLSYS_HORIZON_DAYS): retrain with it, or set it back")
+    _require_models_for_the_horizon(models, forecast.horizon_days)
     with warehouse.connect() as con:
         con.execute(PREDICTION_TABLES_DDL)
         features = con.execute(
@@ -85,43 +83,12 @@ def customer_predictions(
         if features.empty:
             raise Failure(description=f"no feature snapshot for {start} … {end}: materialize features/customer_features first")
         started = time.perf_counter()
-        scores = models.score(features)
+        scored = _scored_rows(models, features)
         score_seconds = time.perf_counter() - started
-        scored = features[["as_of", "customer_id"]].join(scores)
-        scored["as_of"] = scored["as_of"].dt.date
-        share = scored.groupby("as_of")["predicted_spend"].rank(method="first", pct=True)
-        scored["value_decile"] = np.ceil(share * 10).astype(int)
-        con.register("_scored", scored)
-        with transaction(con):
-            con.execute("DELETE FROM predictions.customer_predictions WHERE as_of BETWEEN ? AND ?", [start, end])
-            con.execute(
-                """
-                INSERT INTO predictions.customer_predictions
-                SELECT as_of, customer_id, predicted_spend, churn_probability, risk_segment, value_decile,
-                       ?, ?, ?, now(), ? FROM _scored
-                """,
-                [forecast.horizon_days, models.ltv.version.version, models.churn.version.version, context.run_id],
-            )
-        con.unregister("_scored")
-        bad_values, duplicates, missing = con.execute(
-            """
-            SELECT (SELECT count(*) FROM predictions.customer_predictions WHERE as_of BETWEEN $1 AND $2
-                      AND (predicted_spend < 0 OR churn_probability NOT BETWEEN 0 AND 1 OR isnan(predicted_spend))),
-                   (SELECT count(*) - count(DISTINCT (as_of, customer_id)) FROM predictions.customer_predictions
-                      WHERE as_of BETWEEN $1 AND $2),
-                   (SELECT count(*) FROM features.customer_features f WHERE f.as_of BETWEEN $1 AND $2
-                      AND NOT EXISTS (SELECT 1 FROM predictions.customer_predictions p
-                                      WHERE p.as_of = f.as_of AND p.customer_id = f.customer_id))
-            """,
-            [start, end],
-        ).fetchone()
-        segments = markdown_table(
-            con,
-            """SELECT risk_segment, count(*) AS customers, round(avg(churn_probability), 3) AS mean_churn,
-                      round(sum(predicted_spend), 2) AS forecast_spend
-               FROM predictions.customer_predictions WHERE as_of = ? GROUP BY ALL ORDER BY mean_churn""",
-            [end],
-        )
+        _replace_predictions(con, scored, start, end, [forecast.horizon_days, models.ltv.version.version,
+                                                       models.churn.version.version, context.run_id])
+        bad_values, duplicates, missing = con.execute(PREDICTION_SANITY_SQL, [start, end]).fetchone()
+        segments = markdown_table(con, SEGMENTS_SQL, [end])
     return MaterializeResult(
         metadata={
             "dagster/row_count": len(scored),
@@ -139,6 +106,55 @@ def customer_predictions(
             metadata={"out_of_range": bad_values, "duplicates": duplicates, "unscored_customers": missing},
         )],
     )
+
+
+def _require_models_for_the_horizon(models: ProductionModels, horizon_days: int) -> None:
+    trained_for = {m.version.card().get("label_window_days") for m in (models.ltv, models.churn)} - {None}
+    if trained_for and trained_for != {horizon_days}:
+        raise Failure(description=f"the production models forecast {sorted(trained_for)} days but the horizon is "
+                                  f"{horizon_days} (MLSYS_HORIZON_DAYS): retrain with it, or set it back")
+
+
+def _scored_rows(models: ProductionModels, features: pd.DataFrame) -> pd.DataFrame:
+    """The snapshot's rows scored, with each day's value decile (1 = lowest forecast spend)."""
+    scored = features[["as_of", "customer_id"]].join(models.score(features))
+    scored["as_of"] = scored["as_of"].dt.date
+    share = scored.groupby("as_of")["predicted_spend"].rank(method="first", pct=True)
+    scored["value_decile"] = np.ceil(share * 10).astype(int)
+    return scored
+
+
+def _replace_predictions(con, scored: pd.DataFrame, start, end, provenance: list) -> None:
+    """The days' rows replaced in one transaction; `provenance`: horizon, both versions, run id."""
+    con.register("_scored", scored)
+    with transaction(con):
+        con.execute("DELETE FROM predictions.customer_predictions WHERE as_of BETWEEN ? AND ?", [start, end])
+        con.execute(
+            """
+            INSERT INTO predictions.customer_predictions
+            SELECT as_of, customer_id, predicted_spend, churn_probability, risk_segment, value_decile,
+                   ?, ?, ?, now(), ? FROM _scored
+            """,
+            provenance,
+        )
+    con.unregister("_scored")
+
+
+# prediction_sanity: values out of range, duplicate rows, snapshot customers left unscored.
+PREDICTION_SANITY_SQL = """
+    SELECT (SELECT count(*) FROM predictions.customer_predictions WHERE as_of BETWEEN $1 AND $2
+              AND (predicted_spend < 0 OR churn_probability NOT BETWEEN 0 AND 1 OR isnan(predicted_spend))),
+           (SELECT count(*) - count(DISTINCT (as_of, customer_id)) FROM predictions.customer_predictions
+              WHERE as_of BETWEEN $1 AND $2),
+           (SELECT count(*) FROM features.customer_features f WHERE f.as_of BETWEEN $1 AND $2
+              AND NOT EXISTS (SELECT 1 FROM predictions.customer_predictions p
+                              WHERE p.as_of = f.as_of AND p.customer_id = f.customer_id))
+"""
+SEGMENTS_SQL = """
+    SELECT risk_segment, count(*) AS customers, round(avg(churn_probability), 3) AS mean_churn,
+           round(sum(predicted_spend), 2) AS forecast_spend
+    FROM predictions.customer_predictions WHERE as_of = ? GROUP BY ALL ORDER BY mean_churn
+"""
 
 
 class RetentionTargetsConfig(Config):
