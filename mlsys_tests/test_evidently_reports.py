@@ -144,6 +144,9 @@ def test_context_columns_show_no_drift_verdict(tmp_path: Path) -> None:
         assert all(f"Drift for column {c}" in text for c in tested + CATEGORICAL)  # the tested ones are judged
         # Evidently's ValueDrift widget ("Drift in column 'x'") and test ("Drift for column x") state a verdict.
         assert not any(f"Drift in column '{c}'" in text or f"Drift for column {c}" in text for c in shifted)
+    # ... but each context column's median and distribution are on the page, reference against current.
+    page = result.html_path.read_text(encoding="utf-8")
+    assert all(re.search(rf"Quantile 0.5 of '{c}': current: [-0-9.]+, reference: [-0-9.]+", page) for c in shifted)
     header = re.search(r"Shown for context, not tested[^<]*", result.html_path.read_text(encoding="utf-8"))
     assert header and all(f"{c} {result.headline['context_scores'][c]:.3f}" in header.group() for c in shifted)
     with pytest.raises(TypeError, match="unknown drift option"):

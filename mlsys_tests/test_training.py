@@ -17,7 +17,7 @@ from dagster import DagsterInstance, materialize
 
 from mlsys_assets.automation.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from mlsys_assets.features.assets import customer_daily
-from mlsys_assets.features.snapshot import FEATURES
+from mlsys_assets.features.snapshot import BTYD_FEATURES, FEATURES
 from mlsys_assets.ingest.assets import raw_transactions
 from mlsys_assets.ml import model_store
 from mlsys_assets.ml.assets import LtvModelConfig, code_version, ltv_model, model_spec, training_examples
@@ -294,6 +294,35 @@ def test_grid_built_a_day_at_a_time_equals_the_grid_built_at_once(shop, monkeypa
     assert at_once["as_of"].nunique() > 2
     pd.testing.assert_frame_equal(at_once, by_day)
     assert not shop.query("SELECT * FROM duckdb_tables() WHERE table_name = 'training_examples_next'")
+
+
+def test_a_large_shops_grid_covers_a_fixed_sample_of_customers_with_their_own_features(shop):
+    """Above max_grid_rows the grid covers the customers first by hash(customer_id), each with all its as-of
+    days; every column but the per-day BTYD fits (fitted on the sample) equals the full grid's."""
+    order = "SELECT * FROM ml.training_examples ORDER BY as_of, customer_id"
+
+    def grid(**config) -> tuple[pd.DataFrame, dict]:
+        result = shop.retrain([training_examples], examples=config)
+        metadata = result.asset_materializations_for_node("ml__training_examples")[0].metadata
+        return shop.frame(order), {k: v.value for k, v in metadata.items()}
+
+    full, full_metadata = grid()
+    days = full["as_of"].nunique()
+    budget = days * full_metadata["customers"] // 3
+    sampled, metadata = grid(max_grid_rows=budget)
+
+    chosen = {c for (c,) in shop.query(
+        "SELECT customer_id FROM (SELECT customer_id FROM features.customer_daily UNION SELECT customer_id "
+        "FROM raw.customers) ORDER BY hash(customer_id), customer_id LIMIT ?", [budget // days])}
+    assert full_metadata["grid_customers"] == full_metadata["customers"] == metadata["customers"] > 3 * len(chosen) - 3
+    assert metadata["grid_customers"] == len(chosen) and len(sampled) <= budget
+    assert set(sampled["customer_id"]) == chosen & set(full["customer_id"])
+    kept = full[full["customer_id"].isin(chosen)].reset_index(drop=True)
+    assert len(kept) == len(sampled)  # all their as-of days
+    same = [c for c in full.columns if c not in BTYD_FEATURES]
+    pd.testing.assert_frame_equal(sampled[same], kept[same])
+    assert not np.allclose(sampled["btyd_p_alive"].fillna(-1), kept["btyd_p_alive"].fillna(-1))  # refitted
+    pd.testing.assert_frame_equal(grid(max_grid_rows=budget)[0], sampled)  # the same sample every run
 
 
 def test_a_short_history_trains_with_a_shorter_grid_and_leaves_no_dangling_candidate(shop):

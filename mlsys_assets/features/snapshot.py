@@ -35,21 +35,30 @@ _SQL = (Path(__file__).parent / "snapshot.sql").read_text()
 _SOURCE = {"tx": "transactions", "spend": "spend", "qty": "quantity"}
 
 
-def snapshot_sql() -> str:
+def snapshot_sql(customers_table: str | None = None) -> str:
+    """snapshot.sql for the as-of days in _as_of; with `customers_table` (a table with a customer_id column)
+    only for those customers."""
     aggregates = ",\n        ".join(
         f"sum({_SOURCE[kind]}) FILTER (WHERE event_date > as_of - {days}) AS {kind}_{days}"
         for days in WINDOWS_DAYS for kind in ("tx", "spend", "qty")
     )
     columns = ",\n    ".join(f"coalesce(act.{name}, 0) AS {name}" for name in _WINDOW_FEATURES)
-    return Template(_SQL).substitute(window_aggregates=aggregates, window_columns=columns,
-                                     season_columns=season_sql("coalesce(act.as_of, k.as_of)"))
+    only = "" if customers_table is None else f"SELECT customer_id FROM {customers_table}"
+    return Template(_SQL).substitute(
+        window_aggregates=aggregates, window_columns=columns,
+        season_columns=season_sql("coalesce(act.as_of, k.as_of)"),
+        customers_daily=f"AND d.customer_id IN ({only})" if only else "",
+        customers_known=f"AND c.customer_id IN ({only})" if only else "",
+    )
 
 
-def build_snapshot(con: duckdb.DuckDBPyConnection, as_of_days: list[dt.date], horizon_days: int) -> pd.DataFrame:
-    """Features of every customer known by each as-of day: one row per (as_of, customer_id)."""
+def build_snapshot(con: duckdb.DuckDBPyConnection, as_of_days: list[dt.date], horizon_days: int,
+                   customers_table: str | None = None) -> pd.DataFrame:
+    """Features of every customer known by each as-of day (of those in `customers_table` when given): one
+    row per (as_of, customer_id). The BTYD fits are per as-of day on the customers in the frame."""
     con.execute("CREATE OR REPLACE TEMP TABLE _as_of (as_of DATE)")
     con.executemany("INSERT INTO _as_of VALUES (?)", [[day] for day in sorted(set(as_of_days))])
-    con.execute(snapshot_sql())
+    con.execute(snapshot_sql(customers_table))
     frame = con.execute("SELECT * FROM _snapshot ORDER BY as_of, customer_id").df()
     return add_btyd_features(frame, horizon_days)
 

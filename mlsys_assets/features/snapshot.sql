@@ -1,13 +1,14 @@
 -- THE feature definition: one row per (as_of, customer) for every as-of day in the temp table _as_of,
 -- from data known by the end of that day only (delivered on or before it). Training examples, batch
--- scoring and the online store all come from here.
+-- scoring and the online store all come from here. The two customer filters below are empty except for
+-- the training grid of a large shop, which is built for a sample of its customers (ml/assets.py).
 CREATE OR REPLACE TEMP TABLE _snapshot AS
 WITH purchase_days AS (
     SELECT a.as_of, d.customer_id, d.event_date,
            sum(d.transactions) AS transactions, sum(d.spend)::DOUBLE AS spend,
            sum(d.quantity) AS quantity, max(d.max_amount)::DOUBLE AS max_amount
     FROM _as_of a
-    JOIN features.customer_daily d ON d.delivery_date <= a.as_of
+    JOIN features.customer_daily d ON d.delivery_date <= a.as_of $customers_daily
     GROUP BY ALL
 ),
 with_gaps AS (
@@ -35,7 +36,7 @@ activity AS (
 ),
 known_customers AS (
     SELECT a.as_of, c.customer_id, c.signup_date, c.country, c.acquisition_channel
-    FROM _as_of a JOIN raw.customers c ON c.signup_date <= a.as_of
+    FROM _as_of a JOIN raw.customers c ON c.signup_date <= a.as_of $customers_known
 )
 SELECT
     coalesce(act.as_of, k.as_of) AS as_of,

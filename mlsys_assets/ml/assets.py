@@ -55,6 +55,10 @@ MODEL_ASSETS = {"ltv": LTV_MODEL, "churn": CHURN_MODEL}
 # CatBoost's fit time grows linearly with rows while the metrics stop improving long before a million
 # customers' grid (bench/pipeline.py, docs/benchmarks.md): training uses a fixed-size sample.
 MAX_TRAINING_ROWS = 250_000
+# The grid's cost is one snapshot per as-of day over every customer (~11M rows at a million customers);
+# models train on MAX_TRAINING_ROWS of it and the backtests score its cutoff days. Above this many rows it
+# is built for a deterministic sample of customers (docs/models.md, "Training at scale").
+MAX_GRID_ROWS = 2_500_000
 GRID_CHUNK_ROWS = 2_000_000
 REFERENCE_ROWS = 100_000
 
@@ -107,6 +111,8 @@ class TrainingExamplesConfig(Config):
     min_history_days: int = Field(default=90, ge=1, description="History before the first as-of day (features need it).")
     backtest_cutoffs: int = Field(default=4, ge=1, description="At most this many backtest cutoffs, spaced by H "
                                   "(as many as the history allows up to this).")
+    max_grid_rows: int = Field(default=MAX_GRID_ROWS, ge=1, description="When customers x as-of days exceed this, "
+                               "the grid covers a deterministic sample of customers (by a hash of the id) that fits.")
 
 
 def example_grid(first_day: dt.date, last_day: dt.date, horizon: int, config: TrainingExamplesConfig) -> list[dt.date]:
@@ -156,7 +162,8 @@ def training_examples(
         if first_day is None:
             raise Failure(description="raw.transactions is empty: run `mlsys ingest` first")
         grid, cutoffs = _grid_or_refuse(first_day, last_day, horizon, config)
-        _build_grid(con, grid, [cutoffs[-1]], horizon)
+        customers, sampled, customers_table = _grid_customers(con, max(1, config.max_grid_rows // len(grid)))
+        _build_grid(con, grid, [cutoffs[-1]], horizon, sampled, customers_table)
         rows = dict(con.execute("SELECT split, count(*) FROM ml.training_examples GROUP BY split").fetchall())
         summary = markdown_table(
             con,
@@ -172,23 +179,40 @@ def training_examples(
             "backtest_cutoff_count": len(cutoffs),
             "newest_cutoff_rows": rows.get("holdout", 0),
             "label_window_days": horizon,
+            "grid_customers": sampled,
+            "customers": customers,
             "source_partitions": f"{first_day} … {last_day}",
             "by_as_of_day": summary,
         }
     )
 
 
-def _build_grid(con, days: list[dt.date], newest_cutoff: list[dt.date], horizon: int) -> None:
-    """The grid has one row per customer and as-of day (~11M at a million customers): it is built a few
+def _grid_customers(con, most: int) -> tuple[int, int, str | None]:
+    """(customers, customers in the grid, the table that lists them): every customer known to
+    features.customer_daily or raw.customers when there are at most `most` (no table), else the `most` first
+    by hash(customer_id) in the temp table _grid_customers: the same ones on every run over the same data,
+    each with all its as-of days."""
+    con.execute("""CREATE OR REPLACE TEMP TABLE _all_customers AS
+                   SELECT customer_id FROM features.customer_daily UNION SELECT customer_id FROM raw.customers""")
+    customers = con.execute("SELECT count(*) FROM _all_customers").fetchall()[0][0]
+    if customers <= most:
+        return customers, customers, None
+    con.execute("CREATE OR REPLACE TEMP TABLE _grid_customers AS "
+                "SELECT customer_id FROM _all_customers ORDER BY hash(customer_id), customer_id LIMIT ?", [most])
+    return customers, most, "_grid_customers"
+
+
+def _build_grid(con, days: list[dt.date], newest_cutoff: list[dt.date], horizon: int, customers: int,
+                customers_table: str | None) -> None:
+    """The grid has one row per customer (of `customers_table` when given) and as-of day: it is built a few
     days at a time so that only about GRID_CHUNK_ROWS rows are in pandas at once (for the BTYD fits),
     beside the current table, and swapped in at the end: a failure keeps the old examples."""
-    customers = con.execute("SELECT count(DISTINCT customer_id) FROM raw.transactions").fetchone()[0]
     chunk_days = max(1, GRID_CHUNK_ROWS // max(customers, 1))
     con.execute("DROP TABLE IF EXISTS ml.training_examples_next")
     labels_sql = LABELS_SQL.substitute(horizon=horizon)
     for first in range(0, len(days), chunk_days):
         chunk = days[first:first + chunk_days]
-        snapshots = build_snapshot(con, chunk, horizon)
+        snapshots = build_snapshot(con, chunk, horizon, customers_table)
         con.execute(labels_sql)
         con.register("_snapshots", snapshots)
         con.execute(("INSERT INTO ml.training_examples_next " if first else
@@ -205,6 +229,10 @@ class ModelConfig(Config):
     learning_rate: float = 0.05
     depth: int = 4
     l2_leaf_reg: float = 3.0
+    one_hot_max_size: int = Field(default=16, ge=1, description="Categorical features with at most this many values "
+                                  "are one-hot encoded; larger ones get CatBoost's target statistics (CTRs).")
+    leaf_estimation_iterations: int = Field(default=1, ge=1, description="Newton steps per leaf value (CatBoost "
+                                            "takes 10 for Logloss; one was as good against the true future, and faster).")
     seed: int = Field(default=7, description="Training is deterministic for a given seed.")
     max_training_rows: int = Field(default=MAX_TRAINING_ROWS, ge=1, description="Train on a deterministic sample of "
                                    "at most this many examples (all of them when there are fewer).")
@@ -226,6 +254,7 @@ def model_spec(target: Target, config: ModelConfig) -> ModelSpec:
     params = {
         "loss_function": config.loss_function, "iterations": config.iterations,
         "learning_rate": config.learning_rate, "depth": config.depth, "l2_leaf_reg": config.l2_leaf_reg,
+        "one_hot_max_size": config.one_hot_max_size, "leaf_estimation_iterations": config.leaf_estimation_iterations,
         "random_seed": config.seed, "allow_writing_files": False, "verbose": False,
     }
     return ModelSpec(target, params, list(FEATURES), list(CATEGORICAL_FEATURES), config.boost_from_btyd)

@@ -7,7 +7,6 @@ metrics (normalized Gini, top-decile capture) and the aggregate bias carry the g
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 SPEND_METRICS = ("rmse", "mae", "gini", "top10_capture", "bias_pct", "abs_bias_pct")
 CHURN_METRICS = ("roc_auc", "pr_auc", "brier", "calibration_error")
@@ -84,6 +83,9 @@ def calibration_bins(churned: np.ndarray, probability: np.ndarray, bins: int = 1
 
 
 def churn_metrics(churned: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    # Imported here: scikit-learn (with scipy.stats) takes ~0.5 s to import, and most commands never need it.
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
     churned, probability = np.asarray(churned, int), np.clip(np.asarray(probability, float), 0.0, 1.0)
     if churned.min() == churned.max():
         return {name: float("nan") for name in CHURN_METRICS}

@@ -34,7 +34,6 @@ from evidently.presets import DataDriftPreset, DatasetStats, ValueStats
 from evidently.presets.dataset_stats import ValueStatsTests
 from evidently.tests import Reference, eq, lte
 
-from mlsys_assets.monitoring.evidently_drift import VALUE_STATS_FIELDS
 from mlsys_assets.monitoring.evidently_engine import (
     DEFAULT_ROW_CAP,
     DEFAULT_SEED,
@@ -52,6 +51,8 @@ from mlsys_assets.monitoring.evidently_engine import (
     split_columns,
 )
 from mlsys_assets.monitoring.evidently_html import write_html
+
+VALUE_STATS_FIELDS = tuple(f.name for f in dataclasses.fields(ValueStatsTests))
 
 
 def data_quality_report(

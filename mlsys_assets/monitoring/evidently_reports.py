@@ -14,7 +14,7 @@ Four kinds of report:
   stay quiet on large stable samples (a KS/chi-square p-value flags negligible shifts once n is large) and
   fire on real drift. With 1,000 reference rows or fewer Evidently switches to KS / chi-square / z-test
   p-values (threshold 0.05). Every ``DataDriftPreset`` option (method, per-column method and threshold) can
-  be passed through. Context columns (``context_numerical``) are shown untested: their statistics and
+  be passed through. Context columns (``context_numerical``) are shown untested: their medians and
   distributions without a drift verdict, and their scores in the page header.
 * ``data_quality`` (:func:`data_quality_report`): the parts of ``DataSummaryPreset`` + ``DataDriftPreset``.
 * ``model_performance`` (:func:`performance_report`): ``RegressionPreset`` on spend and
