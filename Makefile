@@ -51,7 +51,7 @@ demo: pool demo-reset
 	$(BIN)/mlsys features
 	$(BIN)/mlsys train
 	@# Four weeks of history for the report index's trend charts: every day scored (one range run), the
-	@# reports of every 7th day (a day's four reports take ~7 s; the newest day is always one of them).
+	@# reports of every 7th day (a day's four reports take ~5 s; the newest day is always one of them).
 	$(BIN)/mlsys predict --days 28
 	$(BIN)/mlsys monitor --days 28 --every 7
 	@echo

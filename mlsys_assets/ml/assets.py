@@ -111,8 +111,9 @@ class TrainingExamplesConfig(Config):
     min_history_days: int = Field(default=90, ge=1, description="History before the first as-of day (features need it).")
     backtest_cutoffs: int = Field(default=4, ge=1, description="At most this many backtest cutoffs, spaced by H "
                                   "(as many as the history allows up to this).")
-    max_grid_rows: int = Field(default=MAX_GRID_ROWS, ge=1, description="When customers x as-of days exceed this, "
-                               "the grid covers a deterministic sample of customers (by a hash of the id) that fits.")
+    max_grid_rows: int = Field(default=MAX_GRID_ROWS, ge=1, description="When the grid (a row per as-of day for every "
+                               "customer known by then) would have more rows, it covers a deterministic sample of "
+                               "customers (by a hash of the id) that makes about this many.")
 
 
 def example_grid(first_day: dt.date, last_day: dt.date, horizon: int, config: TrainingExamplesConfig) -> list[dt.date]:
@@ -162,7 +163,7 @@ def training_examples(
         if first_day is None:
             raise Failure(description="raw.transactions is empty: run `mlsys ingest` first")
         grid, cutoffs = _grid_or_refuse(first_day, last_day, horizon, config)
-        customers, sampled, customers_table = _grid_customers(con, max(1, config.max_grid_rows // len(grid)))
+        customers, sampled, customers_table = _grid_customers(con, grid, config.max_grid_rows)
         _build_grid(con, grid, [cutoffs[-1]], horizon, sampled, customers_table)
         rows = dict(con.execute("SELECT split, count(*) FROM ml.training_examples GROUP BY split").fetchall())
         summary = markdown_table(
@@ -187,18 +188,25 @@ def training_examples(
     )
 
 
-def _grid_customers(con, most: int) -> tuple[int, int, str | None]:
-    """(customers, customers in the grid, the table that lists them): every customer known to
-    features.customer_daily or raw.customers when there are at most `most` (no table), else the `most` first
-    by hash(customer_id) in the temp table _grid_customers: the same ones on every run over the same data,
-    each with all its as-of days."""
-    con.execute("""CREATE OR REPLACE TEMP TABLE _all_customers AS
-                   SELECT customer_id FROM features.customer_daily UNION SELECT customer_id FROM raw.customers""")
-    customers = con.execute("SELECT count(*) FROM _all_customers").fetchall()[0][0]
-    if customers <= most:
+def _grid_customers(con, grid: list[dt.date], max_rows: int) -> tuple[int, int, str | None]:
+    """(customers, customers in the grid, the table that lists them). The full grid has a row per as-of day
+    for every customer known by then (a delivery in features.customer_daily or a signup in raw.customers);
+    when that is more than `max_rows`, the grid covers the customers first by hash(customer_id), as many as
+    make about `max_rows` rows (listed in the temp table _grid_customers): the same ones on every run over
+    the same data, each with all its as-of days. Otherwise every customer (no table)."""
+    con.execute("""CREATE OR REPLACE TEMP TABLE _first_known AS
+                   SELECT customer_id, min(day) AS first_day
+                   FROM (SELECT customer_id, delivery_date AS day FROM features.customer_daily
+                         UNION ALL SELECT customer_id, signup_date FROM raw.customers)
+                   GROUP BY customer_id""")
+    customers, rows = con.execute(
+        "SELECT (SELECT count(*) FROM _first_known), count(*) FROM _first_known f "
+        "JOIN (SELECT unnest(?::DATE[]) AS as_of) g ON f.first_day <= g.as_of", [grid]).fetchall()[0]
+    if rows <= max_rows:
         return customers, customers, None
+    most = max(1, customers * max_rows // rows)
     con.execute("CREATE OR REPLACE TEMP TABLE _grid_customers AS "
-                "SELECT customer_id FROM _all_customers ORDER BY hash(customer_id), customer_id LIMIT ?", [most])
+                "SELECT customer_id FROM _first_known ORDER BY hash(customer_id), customer_id LIMIT ?", [most])
     return customers, most, "_grid_customers"
 
 
