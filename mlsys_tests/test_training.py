@@ -288,7 +288,7 @@ def test_grid_built_a_day_at_a_time_equals_the_grid_built_at_once(shop, monkeypa
     order = "SELECT * FROM ml.training_examples ORDER BY as_of, customer_id"
     shop.retrain([training_examples])
     at_once = shop.frame(order)
-    monkeypatch.setattr("mlsys_assets.ml.assets.GRID_CHUNK_ROWS", 1)  # one as-of day per chunk
+    monkeypatch.setattr("mlsys_assets.ml.grid.GRID_CHUNK_ROWS", 1)  # one as-of day per chunk
     shop.retrain([training_examples])
     by_day = shop.frame(order)
     assert at_once["as_of"].nunique() > 2

@@ -10,7 +10,6 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
-from string import Template
 
 import numpy as np
 import pandas as pd
@@ -27,7 +26,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from mlsys_assets.features.snapshot import CATEGORICAL_FEATURES, FEATURES, build_snapshot
+from mlsys_assets.features.snapshot import CATEGORICAL_FEATURES, FEATURES
 from mlsys_assets.metadata import markdown_table, report_link
 from mlsys_assets.ml import registry
 from mlsys_assets.ml.backtest import (
@@ -39,27 +38,19 @@ from mlsys_assets.ml.backtest import (
     run_backtest,
 )
 from mlsys_assets.ml.charts import importance_chart
+from mlsys_assets.ml.grid import MAX_GRID_ROWS, build_grid, grid_customers
 from mlsys_assets.ml.model_report import model_report_path
 from mlsys_assets.ml.model_store import ModelVersion, save_version
 from mlsys_assets.ml.targets import TARGETS, Target
 from mlsys_assets.resources import WAREHOUSE_POOL, ForecastSettings, LandingZone, Warehouse
-from mlsys_assets.storage import transaction
 
-SQL_DIR = Path(__file__).parent
-LABELS_SQL = Template((SQL_DIR / "labels.sql").read_text())
-EXAMPLES_SQL = (SQL_DIR / "examples.sql").read_text()
-PACKAGE_DIR = SQL_DIR.parent
+PACKAGE_DIR = Path(__file__).parent.parent
 TRAINING_EXAMPLES = AssetKey(["ml", "training_examples"])
 LTV_MODEL, CHURN_MODEL = AssetKey(["ml", "ltv_model"]), AssetKey(["ml", "churn_model"])
 MODEL_ASSETS = {"ltv": LTV_MODEL, "churn": CHURN_MODEL}
 # CatBoost's fit time grows linearly with rows while the metrics stop improving long before a million
 # customers' grid (bench/pipeline.py, docs/benchmarks.md): training uses a fixed-size sample.
 MAX_TRAINING_ROWS = 250_000
-# The grid's cost is one snapshot per as-of day over every customer (~11M rows at a million customers);
-# models train on MAX_TRAINING_ROWS of it and the backtests score its cutoff days. Above this many rows it
-# is built for a deterministic sample of customers (docs/models.md, "Training at scale").
-MAX_GRID_ROWS = 2_500_000
-GRID_CHUNK_ROWS = 2_000_000
 REFERENCE_ROWS = 100_000
 
 
@@ -163,8 +154,8 @@ def training_examples(
         if first_day is None:
             raise Failure(description="raw.transactions is empty: run `mlsys ingest` first")
         grid, cutoffs = _grid_or_refuse(first_day, last_day, horizon, config)
-        customers, sampled, customers_table = _grid_customers(con, grid, config.max_grid_rows)
-        _build_grid(con, grid, [cutoffs[-1]], horizon, sampled, customers_table)
+        customers, sampled, customers_table = grid_customers(con, grid, config.max_grid_rows)
+        build_grid(con, grid, [cutoffs[-1]], horizon, sampled, customers_table)
         rows = dict(con.execute("SELECT split, count(*) FROM ml.training_examples GROUP BY split").fetchall())
         summary = markdown_table(
             con,
@@ -186,50 +177,6 @@ def training_examples(
             "by_as_of_day": summary,
         }
     )
-
-
-def _grid_customers(con, grid: list[dt.date], max_rows: int) -> tuple[int, int, str | None]:
-    """(customers, customers in the grid, the table that lists them). The full grid has a row per as-of day
-    for every customer known by then (a delivery in features.customer_daily or a signup in raw.customers);
-    when that is more than `max_rows`, the grid covers the customers first by hash(customer_id), as many as
-    make about `max_rows` rows (listed in the temp table _grid_customers): the same ones on every run over
-    the same data, each with all its as-of days. Otherwise every customer (no table)."""
-    con.execute("""CREATE OR REPLACE TEMP TABLE _first_known AS
-                   SELECT customer_id, min(day) AS first_day
-                   FROM (SELECT customer_id, delivery_date AS day FROM features.customer_daily
-                         UNION ALL SELECT customer_id, signup_date FROM raw.customers)
-                   GROUP BY customer_id""")
-    customers, rows = con.execute(
-        "SELECT (SELECT count(*) FROM _first_known), count(*) FROM _first_known f "
-        "JOIN (SELECT unnest(?::DATE[]) AS as_of) g ON f.first_day <= g.as_of", [grid]).fetchall()[0]
-    if rows <= max_rows:
-        return customers, customers, None
-    most = max(1, customers * max_rows // rows)
-    con.execute("CREATE OR REPLACE TEMP TABLE _grid_customers AS "
-                "SELECT customer_id FROM _first_known ORDER BY hash(customer_id), customer_id LIMIT ?", [most])
-    return customers, most, "_grid_customers"
-
-
-def _build_grid(con, days: list[dt.date], newest_cutoff: list[dt.date], horizon: int, customers: int,
-                customers_table: str | None) -> None:
-    """The grid has one row per customer (of `customers_table` when given) and as-of day: it is built a few
-    days at a time so that only about GRID_CHUNK_ROWS rows are in pandas at once (for the BTYD fits),
-    beside the current table, and swapped in at the end: a failure keeps the old examples."""
-    chunk_days = max(1, GRID_CHUNK_ROWS // max(customers, 1))
-    con.execute("DROP TABLE IF EXISTS ml.training_examples_next")
-    labels_sql = LABELS_SQL.substitute(horizon=horizon)
-    for first in range(0, len(days), chunk_days):
-        chunk = days[first:first + chunk_days]
-        snapshots = build_snapshot(con, chunk, horizon, customers_table)
-        con.execute(labels_sql)
-        con.register("_snapshots", snapshots)
-        con.execute(("INSERT INTO ml.training_examples_next " if first else
-                     "CREATE TABLE ml.training_examples_next AS ") + EXAMPLES_SQL, [newest_cutoff])
-        con.unregister("_snapshots")
-        del snapshots
-    with transaction(con):
-        con.execute("DROP TABLE IF EXISTS ml.training_examples")
-        con.execute("ALTER TABLE ml.training_examples_next RENAME TO training_examples")
 
 
 class ModelConfig(Config):
