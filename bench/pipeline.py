@@ -536,14 +536,20 @@ def bench_ingest(scale: str, work: Path) -> dict:
     }
 
 
+def _run_totals(runs: list[dict]) -> dict[str, float]:
+    """A command's runs summed: run start..end, creation..start, asset steps, materialization events."""
+    return {"run": sum(x["run_s"] for x in runs), "launch": sum(x["launch_s"] for x in runs),
+            "steps": sum(sum(x["steps"].values()) for x in runs),
+            "events": sum(x["materialization_events_s"] for x in runs)}
+
+
 def print_ingest_report(r: dict) -> None:
     s = r["stages"]
     print(f"\n{r['scale']} (ingest only): {r['customers']:,} customers")
     for name, m in r["commands"].items():
-        runs = r["runs"][name]
-        print(f"  mlsys {name:<9} wall {m['seconds']:7.1f} s  steps {sum(sum(x['steps'].values()) for x in runs):7.1f} s  "
-              f"mat. events {sum(x['materialization_events_s'] for x in runs):5.1f} s  launch "
-              f"{sum(x['launch_s'] for x in runs):5.1f} s  peak {m['peak_rss'] / 2**30:.2f} GiB  others {m['others_cpu']:.0%}")
+        t = _run_totals(r["runs"][name])
+        print(f"  mlsys {name:<9} wall {m['seconds']:7.1f} s  steps {t['steps']:7.1f} s  mat. events {t['events']:5.1f} s  "
+              f"launch {t['launch']:5.1f} s  peak {m['peak_rss'] / 2**30:.2f} GiB  others {m['others_cpu']:.0%}")
     for stage, v in s.items():
         print(f"  {stage:<15} ours {v['ours_s']:7.2f} s  duckdb {v['duckdb_s']:6.2f} s  pandas {v['pandas_s']:6.2f} s")
     ours = sum(v["ours_s"] for v in s.values())
@@ -692,9 +698,8 @@ def print_report(r: dict) -> None:
     print("\nCommands (ours, through Dagster): wall, Dagster runs, peak RSS of the process tree")
     print(f"{'command':<10}{'wall s':>9}{'runs s':>9}{'launch s':>10}{'steps s':>9}{'mat. ev. s':>11}{'peak GiB':>10}{'others':>8}")
     for name, m in r["commands"].items():
-        runs = r["runs"][name]
-        print(f"{name:<10}{m['seconds']:>9.1f}{sum(x['run_s'] for x in runs):>9.1f}{sum(x['launch_s'] for x in runs):>10.1f}"
-              f"{sum(sum(x['steps'].values()) for x in runs):>9.1f}{sum(x['materialization_events_s'] for x in runs):>11.1f}"
+        t = _run_totals(r["runs"][name])
+        print(f"{name:<10}{m['seconds']:>9.1f}{t['run']:>9.1f}{t['launch']:>10.1f}{t['steps']:>9.1f}{t['events']:>11.1f}"
               f"{m['peak_rss'] / 2**30:>10.2f}{m['others_cpu']:>8.0%}")
     print("  wall = the whole command; runs = Dagster run start..end; launch = run creation..start; steps = asset "
           "step durations; mat. ev. = writing one materialization event per partition (inside the steps)")
